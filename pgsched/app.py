@@ -1,0 +1,226 @@
+"""The App: one object a web process imports to enqueue work and a worker runs.
+
+Constructing an App or decorating functions never connects or starts threads; the first
+enqueue opens a pool, and only ``pgsched worker`` / ``app.run_worker()`` runs work.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
+
+from pgsched.context import current_run
+from pgsched.cron import CronSchedule
+from pgsched.db import Database
+from pgsched.db.migrations import current_version, latest_version, migrate
+from pgsched.errors import ConfigurationError, UnknownQueue
+from pgsched.handles import Handle
+from pgsched.queues import DEFAULT_QUEUE, Queue
+from pgsched.registry import SPEC_ATTR, Registry, StepSpec
+from pgsched.settings import Settings, load_settings
+from pgsched.steps import call_child, call_step, call_transaction
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class App:
+    def __init__(self, name: str, *, settings: Settings | None = None, **overrides: Any) -> None:
+        self.name = name
+        self.settings = settings or load_settings(**overrides)
+        self.db = Database(
+            self.settings.database_url,
+            self.settings.schema_name,
+            data_dir=self.settings.data_dir,
+            pool_size=self.settings.pool_size,
+        )
+        self.registry = Registry()
+        self.queues: dict[str, Queue] = {DEFAULT_QUEUE: Queue(self, DEFAULT_QUEUE)}
+        self.schedules: dict[str, CronSchedule] = {}
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r})"
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel idle workers of this schema listen on."""
+        return f"pgsched_{self.settings.schema_name}"
+
+    # -- definitions -------------------------------------------------------------------------
+
+    def queue(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> Queue:
+        """Define a named queue. ``concurrency`` caps running runs fleet-wide,
+        ``worker_concurrency`` per worker, ``rate_limit=(n, seconds)`` caps starts per window."""
+        if name in self.queues and name != DEFAULT_QUEUE:
+            raise ConfigurationError(f"queue {name!r} is defined twice")
+        queue = Queue(self, name, concurrency, worker_concurrency, rate_limit)
+        self.queues[name] = queue
+        return queue
+
+    def get_queue(self, name: str) -> Queue:
+        try:
+            return self.queues[name]
+        except KeyError:
+            known = ", ".join(sorted(self.queues))
+            raise UnknownQueue(
+                f"queue {name!r} is not defined by app {self.name!r} (known: {known}); "
+                f"define it with app.queue({name!r}, ...)"
+            ) from None
+
+    def workflow(self, name: str | None = None, max_attempts: int | None = None) -> Callable[[F], F]:
+        """Register a durable workflow (sync or async). Called directly it is a plain call;
+        ``app.start``/``queue.enqueue`` run it durably; called inside a workflow it is a child."""
+
+        def decorate(fn: F) -> F:
+            spec = self.registry.add_workflow(fn, name, max_attempts)
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                ctx = current_run.get()
+                if ctx is None:
+                    return fn(*args, **kwargs)
+                return call_child(ctx, spec, args, kwargs)
+
+            setattr(wrapper, SPEC_ATTR, spec)
+            return wrapper  # type: ignore[return-value]
+
+        return decorate
+
+    def step(
+        self,
+        retries: int = 0,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register a checkpointed step, retried ``retries`` times with backoff and jitter."""
+
+        def decorate(fn: F) -> F:
+            spec = self.registry.add_step(
+                StepSpec(name or fn.__qualname__, fn, "step", retries, backoff, max_backoff)
+            )
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                ctx = current_run.get()
+                if ctx is None:
+                    return fn(*args, **kwargs)
+                return call_step(ctx, spec, args, kwargs)
+
+            setattr(wrapper, SPEC_ATTR, spec)
+            return wrapper  # type: ignore[return-value]
+
+        return decorate
+
+    def transaction(self, name: str | None = None) -> Callable[[F], F]:
+        """Register a step that receives a psycopg connection as its first argument; its
+        writes and its checkpoint commit in one transaction, so it takes effect exactly once."""
+
+        def decorate(fn: F) -> F:
+            spec = self.registry.add_step(StepSpec(name or fn.__qualname__, fn, "transaction"))
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                ctx = current_run.get()
+                if ctx is not None:
+                    return call_transaction(ctx, spec, args, kwargs)
+                self.ensure_schema()
+                with self.db.connection() as conn, conn.transaction():
+                    return fn(conn, *args, **kwargs)
+
+            setattr(wrapper, SPEC_ATTR, spec)
+            return wrapper  # type: ignore[return-value]
+
+        return decorate
+
+    def cron(
+        self,
+        expression: str,
+        tz: str = "UTC",
+        name: str | None = None,
+        queue: str | None = None,
+        jitter: float | None = None,
+        catch_up: Literal["latest", "all", "none"] = "latest",
+        overlap: Literal["allow", "skip"] = "allow",
+        max_attempts: int | None = None,
+    ) -> Callable[[F], F]:
+        """Run the function on a cron schedule, once per tick fleet-wide. It receives the
+        tick's ``scheduled_at`` (tz-aware, in ``tz``). The expression and zone are checked here."""
+
+        def decorate(fn: F) -> F:
+            schedule = CronSchedule(
+                name=name or fn.__qualname__,
+                expression=expression,
+                tz=tz,
+                queue=queue or DEFAULT_QUEUE,
+                jitter=jitter,
+                catch_up=catch_up,
+                overlap=overlap,
+            )
+            if schedule.name in self.schedules:
+                raise ConfigurationError(f"schedule {schedule.name!r} is defined twice")
+            wrapped = self.workflow(name=schedule.name, max_attempts=max_attempts)(fn)
+            self.schedules[schedule.name] = schedule
+            return wrapped
+
+        return decorate
+
+    # -- running work ------------------------------------------------------------------------
+
+    def start(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        workflow_id: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        **kwargs: Any,
+    ) -> Handle:
+        """Start a durable run of a workflow; idempotent on ``workflow_id``."""
+        return self.get_queue(queue).enqueue(
+            fn, *args, workflow_id=workflow_id, priority=priority, delay=delay,
+            max_attempts=max_attempts, timeout=timeout, **kwargs,
+        )
+
+    def handle(self, workflow_id: str) -> Handle:
+        return Handle(self.db, workflow_id)
+
+    def ensure_schema(self) -> None:
+        """Migrate once per process, on first use, so a client never writes to a missing table."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self.db.connection() as conn:
+                version = current_version(conn, self.db.schema)
+            if version < latest_version():
+                migrate(self.db)
+            self._schema_ready = True
+
+    def migrate(self) -> list[int]:
+        applied = migrate(self.db)
+        self._schema_ready = True
+        return applied
+
+    def run_worker(self, **options: Any) -> None:
+        """Run a worker in this process until SIGTERM/SIGINT (what ``pgsched worker`` calls)."""
+        from pgsched.worker import Worker
+
+        Worker(self, **options).run()
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,215 @@
+"""Named queues and enqueueing onto them.
+
+A queue is a name plus limits; the rows live in ``workflows``. Limits are enforced by the
+claim query (see ``sql/queries/claim.sql``), never by the enqueuer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from psycopg.rows import dict_row
+
+from pgsched.clock import utcnow
+from pgsched.errors import ConfigurationError, DuplicateJob
+from pgsched.handles import Handle
+from pgsched.serialization import encode_inputs
+
+if TYPE_CHECKING:
+    from pgsched.app import App
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+DEFAULT_QUEUE = "default"
+
+
+def new_id() -> str:
+    """A time-ordered UUID (version 7 layout): new rows land at the right edge of the index."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def _seconds(value: float | timedelta | None, what: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ConfigurationError(f"{what} must not be negative, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Queue:
+    app: App
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: tuple[int, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not QUEUE_NAME.match(self.name):
+            raise ConfigurationError(
+                f"queue name {self.name!r} is invalid: use 1-100 letters, digits, '_', '.', ':' or '-'"
+            )
+        for label, value in (("concurrency", self.concurrency),
+                             ("worker_concurrency", self.worker_concurrency)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigurationError(
+                    f"queue {self.name!r}: {label} must be a positive integer or None "
+                    f"(no limit), got {value!r}"
+                )
+        if self.rate_limit is not None:
+            count, period = self.rate_limit
+            if not isinstance(count, int) or count < 1 or period <= 0:
+                raise ConfigurationError(
+                    f"queue {self.name!r}: rate_limit must be (starts, seconds) with both "
+                    f"positive, got {self.rate_limit!r}"
+                )
+
+    def _row(
+        self,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        *,
+        workflow_id: str | None,
+        priority: int,
+        delay: float | timedelta | None,
+        dedup_key: str | None,
+        max_attempts: int | None,
+        timeout: float | timedelta | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        spec = self.app.registry.workflow_for(fn)
+        attempts = max_attempts or spec.max_attempts or self.app.settings.max_attempts
+        if attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {attempts}")
+        timeout_s = _seconds(timeout, "timeout")
+        if timeout_s == 0:
+            raise ConfigurationError("timeout must be positive (or None for no timeout)")
+        return {
+            "id": workflow_id or new_id(),
+            "name": spec.name,
+            "queue": self.name,
+            "priority": int(priority),
+            "dedup_key": dedup_key,
+            "inputs": encode_inputs(args, kwargs),
+            "max_attempts": attempts,
+            "timeout_s": timeout_s,
+            "not_before": now + timedelta(seconds=_seconds(delay, "delay") or 0),
+        }
+
+    def enqueue(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        workflow_id: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        dedup_key: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        conn: Any = None,
+        on_duplicate: Literal["return", "raise"] = "return",
+        **kwargs: Any,
+    ) -> Handle:
+        """Add a run of ``fn`` to this queue and return its handle.
+
+        The same ``workflow_id`` twice yields one run; a ``dedup_key`` already waiting or
+        running returns that run's handle (or raises DuplicateJob with
+        ``on_duplicate="raise"``). With ``conn`` the row is written in the caller's open
+        transaction, so it exists exactly when the caller's own writes commit.
+        """
+        now = utcnow()
+        row = self._row(
+            fn, args, kwargs, workflow_id=workflow_id, priority=priority, delay=delay,
+            dedup_key=dedup_key, max_attempts=max_attempts, timeout=timeout, now=now,
+        )
+        params = {**row, "scheduled_at": None, "schedule_name": None, "parent_id": None,
+                  "forked_from": None, "now": now, "channel": self.app.channel}
+        if conn is not None:
+            return self._insert(conn, params, workflow_id, on_duplicate)
+        self.app.ensure_schema()
+        with self.app.db.connection() as pooled:
+            return self._insert(pooled, params, workflow_id, on_duplicate)
+
+    def _insert(
+        self, conn: Any, params: dict[str, Any], workflow_id: str | None, on_duplicate: str
+    ) -> Handle:
+        cur = conn.cursor(row_factory=dict_row)
+        inserted = cur.execute(self.app.db.sql("enqueue"), params).fetchone()
+        if inserted is not None:
+            return Handle(self.app.db, params["id"])
+        if workflow_id is not None:
+            existing = cur.execute(self.app.db.sql("get_run"), {"id": workflow_id}).fetchone()
+            if existing is not None and existing["name"] == params["name"]:
+                return Handle(self.app.db, workflow_id)
+            if existing is not None:
+                raise ConfigurationError(
+                    f"workflow id {workflow_id!r} is already used by a run of "
+                    f"{existing['name']!r}; choose another id"
+                )
+        found = cur.execute(
+            self.app.db.sql("find_dedup"), {"queue": self.name, "dedup_key": params["dedup_key"]}
+        ).fetchone()
+        if found is None:
+            raise DuplicateJob(
+                f"the run could not be inserted and no conflicting run is visible "
+                f"(queue {self.name!r}, dedup key {params['dedup_key']!r}); retry the enqueue"
+            )
+        if on_duplicate == "raise":
+            raise DuplicateJob(
+                f"queue {self.name!r} already has run {found['id']} with dedup key "
+                f"{params['dedup_key']!r} waiting or running"
+            )
+        return Handle(self.app.db, found["id"])
+
+    def enqueue_many(
+        self,
+        items: Iterable[tuple[Callable[..., Any], tuple, dict]],
+        *,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        conn: Any = None,
+    ) -> list[Handle]:
+        """Add many runs in one statement. Every item is validated before anything is sent."""
+        now = utcnow()
+        rows = [
+            self._row(fn, tuple(args), dict(kwargs), workflow_id=None, priority=priority,
+                      delay=delay, dedup_key=None, max_attempts=max_attempts, timeout=timeout,
+                      now=now)
+            for fn, args, kwargs in items
+        ]
+        if not rows:
+            return []
+        params = {
+            "ids": [r["id"] for r in rows],
+            "names": [r["name"] for r in rows],
+            "priorities": [r["priority"] for r in rows],
+            "dedup_keys": [None] * len(rows),
+            "inputs": [r["inputs"] for r in rows],
+            "max_attempts": [r["max_attempts"] for r in rows],
+            "timeouts": [r["timeout_s"] for r in rows],
+            "not_befores": [r["not_before"] for r in rows],
+            "queue": self.name,
+            "now": now,
+            "channel": self.app.channel,
+        }
+        if conn is not None:
+            conn.execute(self.app.db.sql("enqueue_many"), params)
+        else:
+            self.app.ensure_schema()
+            with self.app.db.connection() as pooled:
+                pooled.execute(self.app.db.sql("enqueue_many"), params)
+        return [Handle(self.app.db, r["id"]) for r in rows]

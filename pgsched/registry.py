@@ -1,0 +1,84 @@
+"""What an app defines: workflows, steps and transactions, each under a stable name.
+
+Names default to the function's ``__qualname__`` rather than its module path, because the
+same app is imported as ``myapp.tasks`` by a web process and loaded from a file path by
+``pgsched worker``; both must agree on what a stored run is called.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgsched.errors import ConfigurationError, NotRegistered
+
+SPEC_ATTR = "__pgsched_spec__"
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    fn: Callable[..., Any]
+    max_attempts: int | None
+    is_async: bool
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    fn: Callable[..., Any]
+    kind: str
+    retries: int = 0
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+
+
+@dataclass
+class Registry:
+    workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
+    steps: dict[str, StepSpec] = field(default_factory=dict)
+
+    def add_workflow(self, fn: Callable[..., Any], name: str | None, max_attempts: int | None) -> WorkflowSpec:
+        if max_attempts is not None and max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {max_attempts}")
+        spec = WorkflowSpec(
+            name=name or fn.__qualname__,
+            fn=fn,
+            max_attempts=max_attempts,
+            is_async=inspect.iscoroutinefunction(fn),
+        )
+        self._check_free(spec.name, self.workflows)
+        self.workflows[spec.name] = spec
+        return spec
+
+    def add_step(self, spec: StepSpec) -> StepSpec:
+        if spec.retries < 0:
+            raise ConfigurationError(f"retries must be >= 0, got {spec.retries}")
+        self._check_free(spec.name, self.steps)
+        self.steps[spec.name] = spec
+        return spec
+
+    @staticmethod
+    def _check_free(name: str, table: dict[str, Any]) -> None:
+        if name in table:
+            raise ConfigurationError(
+                f"{name!r} is registered twice; give one of them another name with name=..."
+            )
+
+    def workflow_for(self, fn: Callable[..., Any] | str) -> WorkflowSpec:
+        """The spec of a decorated workflow function (or of a name)."""
+        if isinstance(fn, str):
+            spec = self.workflows.get(fn)
+        else:
+            spec = getattr(fn, SPEC_ATTR, None)
+            if isinstance(spec, WorkflowSpec) and self.workflows.get(spec.name) is not spec:
+                spec = None
+        if not isinstance(spec, WorkflowSpec):
+            label = fn if isinstance(fn, str) else getattr(fn, "__qualname__", repr(fn))
+            raise NotRegistered(
+                f"{label!r} is not a workflow of this app; decorate it with @app.workflow() "
+                "(plain and async functions both work) in a module the worker imports"
+            )
+        return spec

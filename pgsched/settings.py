@@ -1,0 +1,81 @@
+"""Runtime configuration, read from ``PGSCHED_*`` environment variables and ``.env``.
+
+One settings object is shared by the client side (enqueue, operations) and the worker, so a
+web process and a worker built from the same environment always agree on database and schema.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pgsched.errors import ConfigurationError
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PGSCHED_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL. Unset: an embedded server is started in data_dir.",
+    )
+    listen_database_url: str | None = Field(
+        default=None,
+        description="Direct (non-PgBouncer) URL for the worker's LISTEN connection.",
+    )
+    listen: bool = Field(default=True, description="False: poll-only mode (no LISTEN/NOTIFY).")
+    schema_name: str = Field(default="pgsched", alias="PGSCHED_SCHEMA")
+    data_dir: str | None = Field(default=None, description="Embedded server data directory.")
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    pool_size: int = Field(default=10, ge=1, le=200)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    takeover_timeout: float = Field(default=30.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    max_attempts: int = Field(default=5, ge=1)
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = False
+    prune_older_than: float | None = Field(
+        default=None, gt=0, description="Seconds; when set, one worker prunes finished runs."
+    )
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        if not _SCHEMA_NAME.match(value):
+            raise ValueError("must be a lowercase SQL identifier such as 'pgsched'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @field_validator("takeover_timeout")
+    @classmethod
+    def _takeover_after_heartbeat(cls, value: float, info) -> float:  # type: ignore[no-untyped-def]
+        heartbeat = info.data.get("heartbeat_interval")
+        if heartbeat is not None and value <= 2 * heartbeat:
+            raise ValueError("must be more than twice PGSCHED_HEARTBEAT_INTERVAL")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's report into one error that names the variables."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            variable = field if field.startswith("PGSCHED_") else f"PGSCHED_{field.upper()}"
+            problems.append(f"{variable}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

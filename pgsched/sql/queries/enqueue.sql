@@ -1,0 +1,13 @@
+-- Insert one run; a duplicate id or a taken dedup key inserts nothing. Wakes idle workers.
+WITH ins AS (
+    INSERT INTO {schema}.workflows
+        (id, name, status, queue, priority, dedup_key, inputs, max_attempts, timeout_s,
+         not_before, scheduled_at, schedule_name, parent_id, forked_from, created_at, updated_at)
+    VALUES
+        (%(id)s, %(name)s, 'ENQUEUED', %(queue)s, %(priority)s, %(dedup_key)s, %(inputs)s,
+         %(max_attempts)s, %(timeout_s)s, %(not_before)s, %(scheduled_at)s, %(schedule_name)s,
+         %(parent_id)s, %(forked_from)s, %(now)s, %(now)s)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+)
+SELECT id, pg_notify(%(channel)s, queue) IS NULL AS notified FROM ins

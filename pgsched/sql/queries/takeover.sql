@@ -1,0 +1,39 @@
+-- Give back the runs of workers whose heartbeat lapsed (or whose row is gone), free their
+-- slots and forget the dead workers. A run out of attempts is dead-lettered, not retried.
+-- The new attempt token (NULL until the next claim) fences the dead worker's late writes.
+WITH dead AS (
+    DELETE FROM {schema}.workers
+    WHERE heartbeat_at < clock_timestamp() - make_interval(secs => %(timeout_s)s)
+    RETURNING id
+), orphans AS (
+    SELECT w.id FROM {schema}.workflows w
+    WHERE w.status = 'RUNNING' AND w.executor IS NOT NULL
+      AND (w.executor IN (SELECT id FROM dead)
+           OR NOT EXISTS (SELECT 1 FROM {schema}.workers k WHERE k.id = w.executor))
+    FOR UPDATE SKIP LOCKED
+), requeued AS (
+    UPDATE {schema}.workflows w
+    SET status = CASE WHEN w.attempts >= w.max_attempts THEN 'DEAD' ELSE 'ENQUEUED' END,
+        error = CASE WHEN w.attempts >= w.max_attempts
+                     THEN jsonb_build_object(
+                         'type', 'MaxAttemptsExceeded',
+                         'message', format('worker %%s stopped heartbeating during attempt %%s of %%s',
+                                           w.executor, w.attempts, w.max_attempts))
+                     ELSE w.error END,
+        finished_at = CASE WHEN w.attempts >= w.max_attempts THEN %(now)s END,
+        not_before = %(now)s,
+        executor = NULL,
+        attempt_token = NULL,
+        updated_at = %(now)s
+    FROM orphans o
+    WHERE w.id = o.id
+    RETURNING w.id, w.queue, w.status
+), freed AS (
+    UPDATE {schema}.queue_slots SET holder = NULL
+    WHERE holder IN (SELECT id FROM requeued)
+), wake AS (
+    SELECT pg_notify(%(channel)s, queue) FROM requeued WHERE status = 'ENQUEUED'
+)
+SELECT r.id, r.status, (SELECT count(*) FROM dead) AS dead_workers,
+       (SELECT count(*) FROM wake) AS woken
+FROM requeued r

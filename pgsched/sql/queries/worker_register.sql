@@ -1,0 +1,3 @@
+INSERT INTO {schema}.workers (id, hostname, pid, app, queues, workflows, concurrency)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(app)s, %(queues)s, %(workflows)s, %(concurrency)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp(), stopping = false
