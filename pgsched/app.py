@@ -195,6 +195,60 @@ class App:
             max_attempts=max_attempts, timeout=timeout, **kwargs,
         )
 
+    # -- operating on runs (pgsched.operations) ---------------------------------------------
+
+    def list_workflows(self, **filters: Any) -> list[dict[str, Any]]:
+        """Runs matching ``status``, ``name``, ``queue``, ``since``, ``until``, ``id_prefix``,
+        newest first, paged with ``limit`` and ``offset``."""
+        from pgsched import operations
+
+        self.ensure_schema()
+        return operations.list_workflows(self.db, **filters)
+
+    def get_workflow(self, workflow_id: str) -> dict[str, Any]:
+        from pgsched import operations
+
+        self.ensure_schema()
+        return operations.get_workflow(self.db, workflow_id)
+
+    def cancel(self, workflow_id: str) -> None:
+        from pgsched import operations
+
+        self.ensure_schema()
+        operations.cancel(self.db, workflow_id)
+
+    def resume(self, workflow_id: str) -> Handle:
+        from pgsched import operations
+
+        self.ensure_schema()
+        return operations.resume(self.db, workflow_id)
+
+    def retry(self, workflow_id: str) -> Handle:
+        from pgsched import operations
+
+        self.ensure_schema()
+        return operations.retry(self.db, workflow_id)
+
+    def fork(self, workflow_id: str, from_step: int, queue: str | None = None) -> Handle:
+        from pgsched import operations
+
+        self.ensure_schema()
+        if queue is not None:
+            self.get_queue(queue)
+        return operations.fork(self.db, workflow_id, from_step=from_step, queue=queue)
+
+    def queue_stats(self) -> list[dict[str, Any]]:
+        from pgsched import operations
+
+        self.ensure_schema()
+        return operations.queue_stats(self.db)
+
+    def prune(self, older_than: timedelta) -> int:
+        from pgsched import operations
+
+        self.ensure_schema()
+        return operations.prune(self.db, older_than)
+
     def handle(self, workflow_id: str) -> Handle:
         return Handle(self.db, workflow_id)
 

@@ -1,0 +1,134 @@
+"""Fixtures shared by the whole suite: a real PostgreSQL, an isolated schema per test, apps,
+and real worker subprocesses.
+
+The server is ``PGSCHED_TEST_DATABASE_URL`` when set, else the embedded server pgsched uses
+itself, started once per session in a temporary data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import pgsched
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("PGSCHED_TEST_DATABASE_URL")
+    if url:
+        return url
+    from pgsched.db.embedded import start_embedded
+
+    return start_embedded(str(tmp_path_factory.mktemp("embedded") / "pgdata"))
+
+
+@pytest.fixture
+def schema(database_url: str) -> Iterator[str]:
+    """A fresh schema per test, so tests never see each other's rows."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def env(database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for apps in this process and for worker subprocesses."""
+    values = {
+        "PGSCHED_DATABASE_URL": database_url,
+        "PGSCHED_SCHEMA": schema,
+        "PGSCHED_POOL_SIZE": "4",
+        "PGSCHED_HEARTBEAT_INTERVAL": "0.5",
+        "PGSCHED_TAKEOVER_TIMEOUT": "2",
+        "PGSCHED_POLL_INTERVAL": "0.5",
+        "PGSCHED_SHUTDOWN_GRACE": "10",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **values, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def make_app(env: dict[str, str]) -> Iterator[Callable[..., pgsched.App]]:
+    apps: list[pgsched.App] = []
+
+    def factory(name: str = "test", **overrides: object) -> pgsched.App:
+        app = pgsched.App(name, **overrides)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.close()
+
+
+@pytest.fixture
+def sql(database_url: str, schema: str) -> Callable[..., list[tuple]]:
+    """Run SQL in the test's schema and return all rows (autocommit)."""
+
+    def run(query: str, params: tuple | dict | None = None) -> list[tuple]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{schema}", public')
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    return run
+
+
+class Workers:
+    """Real ``pgsched worker`` subprocesses; whatever a test leaves running is killed."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.env = env
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, app: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "w")  # noqa: SIM115
+        target = str(APPS / app) if not app.startswith(("/", "examples")) else app
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pgsched", "worker", target, *args],
+            env={**self.env, **(env or {})},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        proc.log_path = self.tmp_path / f"worker-{len(self.procs)}.log"  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def wait_registered(self, sql: Callable[..., list[tuple]], count: int, timeout: float = 30) -> None:
+        wait_for(lambda: sql("SELECT count(*) FROM workers")[0][0] >= count, timeout,
+                 what=f"{count} worker(s) to register", logs=self.logs)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.log_path} ---\n{Path(p.log_path).read_text()[-3000:]}"  # type: ignore[attr-defined]
+            for p in self.procs
+        )
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(env, tmp_path)
+    yield pool
+    pool.stop_all()
