@@ -77,7 +77,9 @@ class App:
                 f"define it with app.queue({name!r}, ...)"
             ) from None
 
-    def workflow(self, name: str | None = None, max_attempts: int | None = None) -> Callable[[F], F]:
+    def workflow(
+        self, name: str | None = None, max_attempts: int | None = None
+    ) -> Callable[[F], F]:
         """Register a durable workflow (sync or async). Called directly it is a plain call;
         ``app.start``/``queue.enqueue`` run it durably; called inside a workflow it is a child."""
 
@@ -191,8 +193,14 @@ class App:
     ) -> Handle:
         """Start a durable run of a workflow; idempotent on ``workflow_id``."""
         return self.get_queue(queue).enqueue(
-            fn, *args, workflow_id=workflow_id, priority=priority, delay=delay,
-            max_attempts=max_attempts, timeout=timeout, **kwargs,
+            fn,
+            *args,
+            workflow_id=workflow_id,
+            priority=priority,
+            delay=delay,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            **kwargs,
         )
 
     # -- operating on runs (pgsched.operations) ---------------------------------------------

@@ -80,7 +80,12 @@ class RunContext:
 
     def fence(self, conn: Any) -> None:
         """Lock the run for the caller's transaction, or raise if this attempt lost it."""
-        if conn.execute(self.db.sql("fence"), {"id": self.workflow_id, "token": self.token}).fetchone() is None:
+        if (
+            conn.execute(
+                self.db.sql("fence"), {"id": self.workflow_id, "token": self.token}
+            ).fetchone()
+            is None
+        ):
             raise ClaimLost(
                 f"run {self.workflow_id} is no longer owned by this attempt; "
                 "the transaction step was rolled back"

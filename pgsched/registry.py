@@ -40,7 +40,9 @@ class Registry:
     workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
     steps: dict[str, StepSpec] = field(default_factory=dict)
 
-    def add_workflow(self, fn: Callable[..., Any], name: str | None, max_attempts: int | None) -> WorkflowSpec:
+    def add_workflow(
+        self, fn: Callable[..., Any], name: str | None, max_attempts: int | None
+    ) -> WorkflowSpec:
         if max_attempts is not None and max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be >= 1, got {max_attempts}")
         spec = WorkflowSpec(

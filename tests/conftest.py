@@ -7,6 +7,7 @@ itself, started once per session in a temporary data directory.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import pytest
@@ -76,6 +78,30 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., pgsched.App]]:
 
 
 @pytest.fixture
+def load_app_module(env: dict[str, str]) -> Iterator[Callable[[str], ModuleType]]:
+    """Execute ``tests/apps/NAME.py`` afresh, so its App reads this test's environment.
+
+    The test process then enqueues with the very functions the worker subprocess runs.
+    """
+    loaded: list[ModuleType] = []
+
+    def load(name: str) -> ModuleType:
+        path = APPS / name
+        spec = importlib.util.spec_from_file_location(f"pgsched_test_app_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        loaded.append(module)
+        return module
+
+    yield load
+    for module in loaded:
+        module.app.close()
+        sys.modules.pop(module.__name__, None)
+
+
+@pytest.fixture
 def sql(database_url: str, schema: str) -> Callable[..., list[tuple]]:
     """Run SQL in the test's schema and return all rows (autocommit)."""
 
@@ -110,9 +136,15 @@ class Workers:
         self.procs.append(proc)
         return proc
 
-    def wait_registered(self, sql: Callable[..., list[tuple]], count: int, timeout: float = 30) -> None:
-        wait_for(lambda: sql("SELECT count(*) FROM workers")[0][0] >= count, timeout,
-                 what=f"{count} worker(s) to register", logs=self.logs)
+    def wait_registered(
+        self, sql: Callable[..., list[tuple]], count: int, timeout: float = 30
+    ) -> None:
+        wait_for(
+            lambda: sql("SELECT count(*) FROM workers")[0][0] >= count,
+            timeout,
+            what=f"{count} worker(s) to register",
+            logs=self.logs,
+        )
 
     def logs(self) -> str:
         return "\n".join(

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from pgsched.cli.common import cli
 from pgsched.cli import core_commands  # noqa: F401  (registers worker, migrate, db)
+from pgsched.cli.common import cli
 from pgsched.errors import PgschedError
 
 

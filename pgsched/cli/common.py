@@ -13,9 +13,15 @@ from pgsched.settings import Settings, load_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--database-url", envvar="PGSCHED_DATABASE_URL", default=None,
-              help="PostgreSQL URL (default: PGSCHED_DATABASE_URL, else the embedded server).")
-@click.option("--schema", envvar="PGSCHED_SCHEMA", default=None, help="Schema name (default pgsched).")
+@click.option(
+    "--database-url",
+    envvar="PGSCHED_DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL (default: PGSCHED_DATABASE_URL, else the embedded server).",
+)
+@click.option(
+    "--schema", envvar="PGSCHED_SCHEMA", default=None, help="Schema name (default pgsched)."
+)
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, schema: str | None) -> None:
     """pgsched: cron schedules, queued jobs and durable workflows on PostgreSQL alone."""
@@ -34,8 +40,9 @@ def settings_of(ctx: click.Context) -> Settings:
 def database_of(ctx: click.Context) -> Database:
     """A database handle built from settings alone: operating needs no user code."""
     settings = settings_of(ctx)
-    return Database(settings.database_url, settings.schema_name, data_dir=settings.data_dir,
-                    pool_size=2)
+    return Database(
+        settings.database_url, settings.schema_name, data_dir=settings.data_dir, pool_size=2
+    )
 
 
 def echo_json(data: Any) -> None:

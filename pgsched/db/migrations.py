@@ -49,7 +49,9 @@ def migrate(db: Database) -> list[int]:
     with db.connect() as conn:
         with conn.transaction():
             _lock(conn, db.schema)
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(db.schema)))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(db.schema))
+            )
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
@@ -69,9 +71,9 @@ def migrate(db: Database) -> list[int]:
                     continue
                 conn.execute(render("migrations", name, db.schema))
                 conn.execute(
-                    sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES (%s, %s)").format(
-                        sql.Identifier(db.schema)
-                    ),
+                    sql.SQL(
+                        "INSERT INTO {}.schema_migrations (version, name) VALUES (%s, %s)"
+                    ).format(sql.Identifier(db.schema)),
                     (number, name),
                 )
                 applied.append(number)
