@@ -47,8 +47,7 @@ class App:
 
     @property
     def channel(self) -> str:
-        """The NOTIFY channel idle workers of this schema listen on."""
-        return f"pgsched_{self.settings.schema_name}"
+        return self.db.channel
 
     # -- definitions -------------------------------------------------------------------------
 

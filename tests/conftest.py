@@ -79,14 +79,14 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., pgsched.App]]:
 
 @pytest.fixture
 def load_app_module(env: dict[str, str]) -> Iterator[Callable[[str], ModuleType]]:
-    """Execute ``tests/apps/NAME.py`` afresh, so its App reads this test's environment.
+    """Execute ``tests/apps/NAME.py`` (or ``examples/NAME.py``) afresh, so its App reads this test's environment.
 
     The test process then enqueues with the very functions the worker subprocess runs.
     """
     loaded: list[ModuleType] = []
 
     def load(name: str) -> ModuleType:
-        path = APPS / name
+        path = ROOT / name if name.startswith("examples/") else APPS / name
         spec = importlib.util.spec_from_file_location(f"pgsched_test_app_{path.stem}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

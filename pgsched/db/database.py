@@ -58,6 +58,7 @@ class Database:
     ) -> None:
         self._url = url
         self._data_dir = data_dir
+        self.embedded = url is None
         self.schema = schema
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
@@ -72,8 +73,9 @@ class Database:
         return self._url
 
     @property
-    def is_embedded(self) -> bool:
-        return self._data_dir is not None or self._url is None
+    def channel(self) -> str:
+        """The NOTIFY channel for this schema: an enqueue wakes idle workers of this schema."""
+        return f"pgsched_{self.schema}"
 
     def sql(self, name: str) -> str:
         return query(name, self.schema)
@@ -81,10 +83,9 @@ class Database:
     def _open_pool(self) -> ConnectionPool:
         with self._lock:
             if self._pool is None:
-                url = self.url if self._url is None else self._url
-                check_connect(url)
+                check_connect(self.url)
                 self._pool = ConnectionPool(
-                    url,
+                    self.url,
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs={"row_factory": dict_row},

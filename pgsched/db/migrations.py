@@ -29,17 +29,18 @@ def _lock(conn: psycopg.Connection, schema: str) -> None:
 
 
 def current_version(conn: psycopg.Connection, schema: str) -> int:
-    row = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL AS present", (f'"{schema}".schema_migrations',)
+    """0 when the schema has never been migrated. Expects a dict_row connection."""
+    table = conn.execute(
+        "SELECT to_regclass(format('%%I.schema_migrations', %s::text)) AS t", (schema,)
     ).fetchone()
-    if not row or not list(row.values() if isinstance(row, dict) else row)[0]:
+    if table is None or table["t"] is None:
         return 0
     found = conn.execute(
         sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}.schema_migrations").format(
             sql.Identifier(schema)
         )
     ).fetchone()
-    return int(found["v"] if isinstance(found, dict) else found[0])
+    return int(found["v"]) if found else 0
 
 
 def migrate(db: Database) -> list[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
@@ -61,7 +62,9 @@ class Heartbeat:
 
     name = "heartbeat"
 
-    def __init__(self, app: App, worker_id: str, register: callable, interval: float) -> None:  # type: ignore[valid-type]
+    def __init__(
+        self, app: App, worker_id: str, register: Callable[[], None], interval: float
+    ) -> None:
         self.app = app
         self.worker_id = worker_id
         self.register = register

@@ -23,7 +23,7 @@ from pgsched.logs import configure_logging
 from pgsched.scheduler import Scheduler
 from pgsched.worker.dispatcher import Dispatcher
 from pgsched.worker.listener import Listener
-from pgsched.worker.loops import CronLoop, Heartbeat, LoopThread, Takeover
+from pgsched.worker.loops import CronLoop, Heartbeat, Loop, LoopThread, Takeover
 from pgsched.worker.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class Worker:
         self.loops: list[LoopThread] = []
         self.dispatcher: Dispatcher | None = None
         self.listener: Listener | None = None
+        self.heartbeat: Heartbeat | None = None
         if configure_logs:
             configure_logging(settings.log_level, settings.log_json)
         self.log = logger.bind(component="worker")
@@ -95,15 +96,14 @@ class Worker:
     def start(self) -> None:
         """Everything but the dispatch loop, which ``run`` drives on the calling thread."""
         settings = self.app.settings
-        self.log.info("connecting to {}", "embedded PostgreSQL" if self.app.db.is_embedded
+        self.log.info("connecting to {}", "embedded PostgreSQL" if self.app.db.embedded
                       else "PostgreSQL")
         self.app.migrate()
         declare_queues(self.app.db, self.queues, utcnow())
         self._register()
         self.dispatcher = Dispatcher(self.app, self.id, self.queues, self.concurrency, self.metrics)
-        heartbeat = Heartbeat(self.app, self.id, self._register, settings.heartbeat_interval)
-        self._heartbeat = heartbeat
-        loops = [heartbeat, Takeover(self.app, settings.takeover_timeout)]
+        self.heartbeat = Heartbeat(self.app, self.id, self._register, settings.heartbeat_interval)
+        loops: list[Loop] = [self.heartbeat, Takeover(self.app, settings.takeover_timeout)]
         if self.app.schedules:
             scheduler = Scheduler(self.app)
             scheduler.register(utcnow())
@@ -140,7 +140,8 @@ class Worker:
 
     def stop(self, unfinished: list[str]) -> None:
         assert self.dispatcher is not None
-        self._heartbeat.stopping = True
+        if self.heartbeat is not None:
+            self.heartbeat.stopping = True
         returned = self.dispatcher.handback(unfinished)
         if returned:
             self.log.warning("handed back {} unfinished run(s) for other workers", returned)

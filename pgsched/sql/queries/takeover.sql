@@ -1,5 +1,6 @@
 -- Give back the runs of workers whose heartbeat lapsed (or whose row is gone), free their
--- slots and forget the dead workers. A run out of attempts is dead-lettered, not retried.
+-- slots and forget the dead workers. A run out of attempts is dead-lettered, not retried
+-- (children are judged with their parent).
 -- The new attempt token (NULL until the next claim) fences the dead worker's late writes.
 WITH dead AS (
     DELETE FROM {schema}.workers
@@ -13,15 +14,19 @@ WITH dead AS (
     FOR UPDATE SKIP LOCKED
 ), requeued AS (
     UPDATE {schema}.workflows w
-    SET status = CASE WHEN w.attempts >= w.max_attempts THEN 'DEAD' ELSE 'ENQUEUED' END,
-        error = CASE WHEN w.attempts >= w.max_attempts
+    SET status = CASE WHEN w.parent_id IS NULL AND w.attempts >= w.max_attempts
+                      THEN 'DEAD' ELSE 'ENQUEUED' END,
+        error = CASE WHEN w.parent_id IS NULL AND w.attempts >= w.max_attempts
                      THEN jsonb_build_object(
                          'type', 'MaxAttemptsExceeded',
                          'message', format('worker %%s stopped heartbeating during attempt %%s of %%s',
                                            w.executor, w.attempts, w.max_attempts))
                      ELSE w.error END,
-        finished_at = CASE WHEN w.attempts >= w.max_attempts THEN %(now)s END,
-        not_before = %(now)s,
+        finished_at = CASE WHEN w.parent_id IS NULL AND w.attempts >= w.max_attempts
+                           THEN %(now)s END,
+        -- A child runs inline in its parent's thread: park it until the parent's next
+        -- attempt takes it over (start_child.sql), instead of running it on its own.
+        not_before = CASE WHEN w.parent_id IS NULL THEN %(now)s ELSE 'infinity' END,
         executor = NULL,
         attempt_token = NULL,
         updated_at = %(now)s

@@ -1,0 +1,52 @@
+"""A small Flask app that enqueues a job in the same transaction as its own write.
+
+`POST /signups` inserts the user and enqueues the welcome email on the SAME psycopg
+connection and transaction (`emails.enqueue(..., conn=conn)`): if the insert fails and the
+transaction rolls back, the job never existed; if it commits, a worker will send the email.
+This is the transactional outbox pattern without an outbox table.
+
+Run it: `pgsched worker examples/webapp.py` in one terminal and
+`flask --app examples/webapp.py run` in another.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from flask import Flask, jsonify, request
+from loguru import logger
+
+import pgsched
+
+app = pgsched.App("signups")
+emails = app.queue("emails", concurrency=10)
+web = Flask(__name__)
+
+
+@app.workflow()
+def send_welcome_email(user_id: int, address: str) -> str:
+    logger.info("welcome email to {} (user {})", address, user_id)
+    return f"welcomed:{address}"
+
+
+@app.transaction()
+def create_tables(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS web_users (id serial PRIMARY KEY, email text UNIQUE NOT NULL)"
+    )
+
+
+@web.post("/signups")
+def signup():  # type: ignore[no-untyped-def]
+    address = request.get_json(force=True).get("email", "")
+    if "@" not in address:
+        return jsonify(error="a valid email is required"), 400
+    with psycopg.connect(app.db.url) as conn:  # commits on success, rolls back on error
+        try:
+            user_id = conn.execute(
+                "INSERT INTO web_users (email) VALUES (%s) RETURNING id", (address,)
+            ).fetchone()[0]
+        except psycopg.errors.UniqueViolation:
+            conn.rollback()
+            return jsonify(error="already signed up"), 409
+        job = emails.enqueue(send_welcome_email, user_id, address, conn=conn)
+    return jsonify(user_id=user_id, job=job.workflow_id), 201

@@ -1,0 +1,1 @@
+SELECT id, name, status FROM {schema}.workflows WHERE parent_id = %(id)s ORDER BY id
