@@ -135,3 +135,19 @@ def test_run_of_a_workflow_this_worker_lacks_waits_for_a_worker_that_has_it(core
     assert sql("SELECT status, attempts, executor FROM workflows WHERE id = 'ghost-1'") == [
         ("ENQUEUED", 0, None)
     ]
+
+
+def test_sigkill_inside_a_child_workflow_resumes_parent_and_child(core, workers, sql):
+    handle = core.app.start(core.parent_of_slow_child, 4, workflow_id="p")
+    doomed = workers.start("core_app.py", env={"CORE_BLOCK_CHILD": "1"})
+    wait_for(lambda: calls(sql, "blocked") == 1, 30, what="the child to block", logs=workers.logs)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+    workers.start("core_app.py")
+
+    assert handle.result(timeout=60) == 4 * 2 + 100 + 1
+    # The child's finished step was replayed from its checkpoint, not run again.
+    assert calls(sql, "child_step") == 1
+    assert calls(sql, "slow_child_step") == 2
+    assert sql("SELECT id, status FROM workflows ORDER BY id") == [("p", "SUCCESS"),
+                                                                  ("p/1", "SUCCESS")]

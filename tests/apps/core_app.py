@@ -101,3 +101,21 @@ def child(x: int) -> int:
 @app.workflow()
 def parent(x: int) -> list[int]:
     return [child(x), child(x + 1)]
+
+
+@app.step()
+def slow_child_step(x: int) -> int:
+    record_call("slow_child_step")
+    block_here("CORE_BLOCK_CHILD")
+    return x + 100
+
+
+@app.workflow()
+def slow_child(x: int) -> int:
+    first = child_step(x)
+    return slow_child_step(first)
+
+
+@app.workflow(max_attempts=3)
+def parent_of_slow_child(x: int) -> int:
+    return slow_child(x) + 1
