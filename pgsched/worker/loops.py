@@ -20,6 +20,7 @@ from pgsched.scheduler import Scheduler
 
 if TYPE_CHECKING:
     from pgsched.app import App
+    from pgsched.worker.metrics import WorkerMetrics
 
 
 class Loop(Protocol):
@@ -89,9 +90,10 @@ class Takeover:
 
     name = "takeover"
 
-    def __init__(self, app: App, timeout: float) -> None:
+    def __init__(self, app: App, timeout: float, metrics: WorkerMetrics) -> None:
         self.app = app
         self.timeout = timeout
+        self.metrics = metrics
 
     def run_once(self) -> float:
         with self.app.db.connection() as conn:
@@ -99,6 +101,7 @@ class Takeover:
                 self.app.db.sql("takeover"),
                 {"timeout_s": self.timeout, "now": utcnow(), "channel": self.app.channel},
             ).fetchall()
+        self.metrics.record_takeovers(rows)
         if rows:
             logger.bind(component=self.name).warning(
                 "took over {} run(s) from dead workers: {}",
@@ -112,11 +115,12 @@ class CronLoop:
 
     name = "cron"
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, metrics: WorkerMetrics) -> None:
         self.scheduler = scheduler
+        self.metrics = metrics
 
     def run_once(self) -> float:
-        self.scheduler.run_pass()
+        self.metrics.record_pass(self.scheduler.run_pass())
         wake = self.scheduler.next_wakeup(utcnow())
         if wake is None:
             return 3600.0

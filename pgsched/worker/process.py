@@ -96,6 +96,11 @@ class Worker:
     def start(self) -> None:
         """Everything but the dispatch loop, which ``run`` drives on the calling thread."""
         settings = self.app.settings
+        health = None
+        if self.health_port is not None:
+            from pgsched.worker.health import HealthServer
+
+            health = HealthServer(self, self.health_port)  # binds now: a taken port fails early
         self.log.info("connecting to {}", "embedded PostgreSQL" if self.app.db.embedded
                       else "PostgreSQL")
         self.app.migrate()
@@ -103,11 +108,11 @@ class Worker:
         self._register()
         self.dispatcher = Dispatcher(self.app, self.id, self.queues, self.concurrency, self.metrics)
         self.heartbeat = Heartbeat(self.app, self.id, self._register, settings.heartbeat_interval)
-        loops: list[Loop] = [self.heartbeat, Takeover(self.app, settings.takeover_timeout)]
+        loops: list[Loop] = [self.heartbeat, Takeover(self.app, settings.takeover_timeout, self.metrics)]
         if self.app.schedules:
             scheduler = Scheduler(self.app)
             scheduler.register(utcnow())
-            loops.append(CronLoop(scheduler))
+            loops.append(CronLoop(scheduler, self.metrics))
         if settings.prune_older_than:
             from pgsched.worker.pruner import Pruner
 
@@ -120,10 +125,8 @@ class Worker:
             self.listener = Listener(self.app.db, self.app.channel, self.dispatcher.notify,
                                      self.halt, url=settings.listen_database_url)
             self.listener.start()
-        if self.health_port is not None:
-            from pgsched.worker.health import HealthServer
-
-            HealthServer(self, self.health_port).start()
+        if health is not None:
+            health.start()
         self.log.info(
             "worker {} serving queues {} with concurrency {}{}",
             self.id, ",".join(q.name for q in self.queues), self.concurrency,
