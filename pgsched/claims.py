@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,45 @@ def declare_queues(db: Database, queues: list[Queue], now: datetime) -> None:
             )
 
 
+def send_claim(
+    conn: Any,
+    db: Database,
+    queue: Queue,
+    limit: int,
+    *,
+    worker_id: str,
+    names: list[str],
+    now: datetime,
+) -> Any:
+    """Send the statements that claim up to ``limit`` runs of ``queue``; return the cursor
+    whose rows are the claimed runs.
+
+    Nothing here reads a result before the claim itself, so in pipeline mode a whole claim
+    round (finish, claims, commit) costs one network round trip, rate limit included: the
+    advisory lock is a statement of its own and the count happens inside the claim.
+    """
+    rate_limit = window_start = prune_before = None
+    if queue.rate_limit is not None:
+        rate_limit, period = queue.rate_limit
+        window_start = now - timedelta(seconds=period)
+        prune_before = window_start - timedelta(seconds=period)
+        conn.execute(db.sql("rate_window"), {"schema": db.schema, "queue": queue.name})
+    return conn.cursor().execute(
+        db.sql("claim"),
+        {
+            "queue": queue.name,
+            "limited": queue.concurrency is not None,
+            "limit": limit,
+            "rate_limit": rate_limit,
+            "window_start": window_start,
+            "prune_before": prune_before,
+            "names": names,
+            "worker": worker_id,
+            "now": now,
+        },
+    )
+
+
 def claim(
     conn: Any,
     db: Database,
@@ -39,43 +79,32 @@ def claim(
     names: list[str],
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Claim up to ``limit`` runs of ``queue`` in the caller's transaction.
-
-    A rate-limited queue first takes a transaction-scoped advisory lock and counts the starts
-    in its window; every other claim relies on SKIP LOCKED alone.
-    """
+    """Claim up to ``limit`` runs of ``queue`` in the caller's transaction."""
     if limit <= 0:
         return []
-    window_start = None
-    if queue.rate_limit is not None:
-        count, period = queue.rate_limit
-        window_start = now - timedelta(seconds=period)
-        row = conn.execute(
-            db.sql("rate_window"), {"queue": queue.name, "window_start": window_start}
-        ).fetchone()
-        limit = min(limit, count - int(row["started"]))
-        if limit <= 0:
-            return []
-    rows = conn.execute(
-        db.sql("claim"),
-        {
-            "queue": queue.name,
-            "limited": queue.concurrency is not None,
-            "limit": limit,
-            "names": names,
-            "worker": worker_id,
-            "now": now,
-        },
-    ).fetchall()
-    if window_start is not None and rows:
-        conn.execute(
-            db.sql("record_starts"),
-            {"queue": queue.name, "window_start": window_start, "now": now, "count": len(rows)},
-        )
-    return rows
+    cursor = send_claim(conn, db, queue, limit, worker_id=worker_id, names=names, now=now)
+    return list(cursor.fetchall())
 
 
-def ready_queues(conn: Any, db: Database, queues: list[str], names: list[str], now: datetime) -> set[str]:
+@dataclass(frozen=True)
+class Waiting:
+    """What a peek found in one queue: whether a run can start now, and the earliest
+    not-before time of any waiting run (now or later)."""
+
+    ready: bool
+    next_due: datetime
+
+
+def peek(
+    conn: Any, db: Database, queues: list[str], names: list[str], now: datetime
+) -> dict[str, Waiting]:
+    """Which queues hold waiting runs, and when the next one comes due."""
     rows = conn.execute(db.sql("peek"), {"queues": queues, "names": names, "now": now}).fetchall()
-    return {row["name"] for row in rows}
+    return {row["name"]: Waiting(bool(row["ready"]), row["next_due"]) for row in rows}
 
+
+def ready_queues(
+    conn: Any, db: Database, queues: list[str], names: list[str], now: datetime
+) -> set[str]:
+    """The queues with a run that may start at ``now``."""
+    return {name for name, waiting in peek(conn, db, queues, names, now).items() if waiting.ready}

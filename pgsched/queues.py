@@ -58,7 +58,8 @@ class Queue:
     def __post_init__(self) -> None:
         if not QUEUE_NAME.match(self.name):
             raise ConfigurationError(
-                f"queue name {self.name!r} is invalid: use 1-100 letters, digits, '_', '.', ':' or '-'"
+                f"queue name {self.name!r} is invalid: "
+                "use 1-100 letters, digits, '_', '.', ':' or '-'"
             )
         for label, value in (("concurrency", self.concurrency),
                              ("worker_concurrency", self.worker_concurrency)):
@@ -140,7 +141,13 @@ class Queue:
             return self._insert(conn, params, workflow_id, on_duplicate)
         self.app.ensure_schema()
         with self.app.db.connection() as pooled:
-            return self._insert(pooled, params, workflow_id, on_duplicate)
+            # One statement is its own transaction: autocommit saves the BEGIN and COMMIT
+            # round trips. The dedup look-ups that may follow only read.
+            pooled.autocommit = True
+            try:
+                return self._insert(pooled, params, workflow_id, on_duplicate)
+            finally:
+                pooled.autocommit = False
 
     def _insert(
         self, conn: Any, params: dict[str, Any], workflow_id: str | None, on_duplicate: str

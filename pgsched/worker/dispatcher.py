@@ -1,8 +1,14 @@
 """The claim loop: claims runs in batches, hands them to threads, writes results in batches.
 
 One thread owns one connection. Each round writes every outcome that finished since the last
-round and claims new runs for the freed capacity, in one transaction, so a busy worker pays
-about one commit per batch of runs rather than two per run.
+round and claims new runs for the freed capacity, in one transaction sent as one pipeline:
+BEGIN, the batched finish, one claim per ready queue and COMMIT cost a single network round
+trip and a single commit, however many runs the round finishes and starts.
+
+Waking up: the listener reports each enqueue (NOTIFY) at once. Polling is the fallback: every
+``poll_interval`` while there is no working LISTEN connection (poll-only mode, a pooler, a
+lost connection) or while runs wait on a limit held elsewhere; otherwise an idle worker sleeps
+until the next delayed run comes due, checking in only every ``IDLE_POLL_FACTOR`` intervals.
 """
 
 from __future__ import annotations
@@ -12,23 +18,33 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from loguru import logger
 
-from pgsched.claims import claim, ready_queues
+from pgsched.claims import peek, send_claim
 from pgsched.clock import utcnow
 from pgsched.context import RunContext
 from pgsched.errors import JobTimeout
-from pgsched.runs import Outcome, error_json, execute, write_outcomes
+from pgsched.runs import Outcome, error_json, execute
 from pgsched.steps import load_checkpoints
 from pgsched.worker.executor import Executor
+from pgsched.worker.listener import CONNECTED, DISCONNECTED
 
 if TYPE_CHECKING:
     from pgsched.app import App
     from pgsched.queues import Queue
     from pgsched.worker.metrics import WorkerMetrics
+
+#: With a working LISTEN connection an idle worker polls this many times less often: every
+#: enqueue, hand-back and takeover notifies, and delayed runs are awaited by their due time.
+IDLE_POLL_FACTOR = 10
+
+
+#: The longest a round waits for more runs to finish before it writes the ones that have.
+LINGER = 0.0005
 
 
 @dataclass
@@ -53,6 +69,7 @@ class Dispatcher:
         self.db = app.db
         self.worker_id = worker_id
         self.queues = queues
+        self.queue_names = [q.name for q in queues]
         self.concurrency = concurrency
         self.metrics = metrics
         self.names = sorted(app.registry.workflows)
@@ -61,15 +78,26 @@ class Dispatcher:
         self.outcomes: deque[Outcome] = deque()
         self.running: dict[str, Running] = {}
         self.per_queue: Counter[str] = Counter()
-        self.ready: set[str] = {q.name for q in queues}
+        self.ready: set[str] = set(self.queue_names)
+        self.listening = False
+        self.blocked = False
+        self.next_poll = 0.0
+        self.next_due: float | None = None
         self._rotation = 0
         self.last_round = time.monotonic()
 
     # -- called from other threads -----------------------------------------------------------
 
-    def notify(self, queue: str) -> None:
-        if any(q.name == queue for q in self.queues):
-            self.ready.add(queue)
+    def notify(self, payload: str) -> None:
+        """A NOTIFY payload (a queue name) or the listener's connection news."""
+        if payload == CONNECTED or payload == DISCONNECTED:
+            # Notifications sent while nobody listened are lost: look at every queue now.
+            self.listening = payload == CONNECTED
+            self.next_poll = 0.0
+            self.wake.set()
+        elif payload in self.queue_names:
+            self.ready.add(payload)
+            self.next_poll = 0.0
             self.wake.set()
 
     def _done(self, outcome: Outcome | None, workflow_id: str, token: str) -> None:
@@ -83,15 +111,16 @@ class Dispatcher:
         Returns the ids still running, for the caller to hand back."""
         log = logger.bind(component="dispatch")
         conn = self._connect()
-        next_poll = 0.0
         stop_deadline: float | None = None
         while True:
             self.wake.clear()
+            self._linger()
             self.last_round = time.monotonic()
             try:
                 claimed = self._round(conn, claim_more=not stopping.is_set())
-            except psycopg.OperationalError as exc:
-                log.warning("database connection lost ({!r}); reconnecting", exc)
+            except psycopg.Error as exc:
+                log.warning("claim round failed ({!r}); reconnecting", exc)
+                conn.close()
                 time.sleep(random.uniform(0.5, 1.5))
                 conn = self._connect()
                 continue
@@ -99,40 +128,81 @@ class Dispatcher:
             if stopping.is_set():
                 stop_deadline = stop_deadline or now + grace
                 if not self.running or now >= stop_deadline or halt.is_set():
+                    conn.close()
                     return list(self.running)
                 self.wake.wait(min(0.1, stop_deadline - now))
                 continue
             self._expire(now)
             if claimed:
                 continue
-            if now >= next_poll:
-                next_poll = now + self.app.settings.poll_interval * random.uniform(0.8, 1.2)
-                with conn.transaction():
-                    found = ready_queues(
-                        conn, self.db, [q.name for q in self.queues], self.names, utcnow()
-                    )
-                if found - self.ready and self._capacity() > 0:
-                    self.ready |= found
+            if now >= self.next_poll or (self.next_due is not None and now >= self.next_due):
+                try:
+                    if self._poll(conn, now) and self._capacity() > 0:
+                        continue
+                except psycopg.Error as exc:
+                    log.warning("poll failed ({!r}); reconnecting", exc)
+                    conn.close()
+                    conn = self._connect()
                     continue
-                self.ready |= found
-            self.wake.wait(self._sleep_for(now, next_poll))
+            self.wake.wait(self._sleep_for(now))
+
+    def _linger(self) -> None:
+        """Let a round carry more than one outcome: when only a few of many running runs have
+        finished, wait up to ``LINGER`` for the rest. Short runs then share one round trip and
+        one commit; a run that takes longer costs the others at most ``LINGER`` of delay."""
+        deadline = time.perf_counter() + LINGER
+        while 0 < len(self.outcomes) < min(len(self.running), self.concurrency // 2 + 1):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self.wake.clear()
+            self.wake.wait(left)
 
     def _connect(self) -> psycopg.Connection:
+        """A dedicated autocommit connection: a poll is one statement, a round one pipeline.
+        ``prepare_threshold=0`` prepares each statement on first use: this connection runs
+        the same few statements for the life of the worker."""
         while True:
             try:
-                return self.db.connect()
+                conn = self.db.connect(autocommit=True)
+                conn.prepare_threshold = 0
+                return conn
             except Exception as exc:
                 logger.bind(component="dispatch").warning("cannot connect ({}); retrying", exc)
                 time.sleep(random.uniform(1, 3))
 
-    def _sleep_for(self, now: float, next_poll: float) -> float:
+    def _poll(self, conn: psycopg.Connection, now: float) -> bool:
+        """Look for waiting runs; return whether one is ready to start."""
+        period = self.app.settings.poll_interval
+        wall = utcnow()
+        found = peek(conn, self.db, self.queue_names, self.names, wall)
+        ready = {name for name, waiting in found.items() if waiting.ready}
+        self.ready |= ready
+        self.blocked = bool(ready)
+        if self.listening and not self.blocked:
+            period *= IDLE_POLL_FACTOR
+        self.next_poll = now + period * random.uniform(0.8, 1.2)
+        self.next_due = self._monotonic_due(
+            [w.next_due for w in found.values() if not w.ready], wall, now
+        )
+        return bool(ready)
+
+    @staticmethod
+    def _monotonic_due(due: list[datetime], wall: datetime, now: float) -> float | None:
+        if not due:
+            return None
+        return now + max(0.0, (min(due) - wall).total_seconds())
+
+    def _sleep_for(self, now: float) -> float:
         deadlines = [r.deadline for r in self.running.values() if r.deadline is not None]
-        return max(0.0, min([next_poll - now, *[d - now for d in deadlines]]))
+        if self.next_due is not None:
+            deadlines.append(self.next_due)
+        return max(0.0, min([self.next_poll - now, *[d - now for d in deadlines]]))
 
     def _capacity(self) -> int:
         return self.concurrency - len(self.running)
 
-    def _round(self, conn: psycopg.Connection, claim_more: bool) -> int:
+    def _take_outcomes(self) -> list[Outcome]:
         batch: list[Outcome] = []
         seen: set[str] = set()
         while self.outcomes:
@@ -140,45 +210,101 @@ class Dispatcher:
             if outcome.workflow_id not in seen:  # a timeout and the late result: first wins
                 seen.add(outcome.workflow_id)
                 batch.append(outcome)
-        claimed: list[tuple[Queue, dict[str, Any]]] = []
-        with conn.transaction():
-            writes = [o for o in batch if o.status != "LOST"]
-            if writes:
-                write_outcomes(conn, self.db.sql("finish"), writes)
-            if claim_more:
-                claimed = self._claim(conn)
-        for outcome in batch:
-            self._forget(outcome)
-        for queue, row in claimed:
-            self._start(queue, row)
-        return len(claimed)
+        return batch
 
-    def _claim(self, conn: psycopg.Connection) -> list[tuple[Queue, dict[str, Any]]]:
-        """Claim for the ready queues, starting at a rotating queue so none starves."""
-        claimed: list[tuple[Queue, dict[str, Any]]] = []
+    def _round(self, conn: psycopg.Connection, claim_more: bool) -> int:
+        batch = self._take_outcomes()
+        writes = [o for o in batch if o.status != "LOST"]
+        for outcome in batch:
+            self._forget(outcome)  # before planning: a finished run's capacity is free now
+        plan = self._plan() if claim_more else []
+        results: list[tuple[Queue, int, list[dict[str, Any]]]] = []
+        if writes or plan:
+            started = time.perf_counter()
+            now = utcnow()
+            try:
+                with conn.pipeline(), conn.transaction():
+                    finished = self._send_finish(conn, writes, now) if writes else None
+                    cursors = [
+                        (queue, want, send_claim(conn, self.db, queue, want,
+                                                 worker_id=self.worker_id, names=self.names,
+                                                 now=now))
+                        for queue, want in plan
+                    ]
+                results = [(queue, want, cursor.fetchall()) for queue, want, cursor in cursors]
+                if finished is not None:
+                    self._report_fenced(writes, {row["id"] for row in finished.fetchall()})
+            except BaseException:
+                self.outcomes.extendleft(reversed(writes))  # written by the next round
+                raise
+            if plan:
+                self.metrics.claim_latency.observe(time.perf_counter() - started)
+        claimed = 0
+        for queue, want, rows in results:
+            if len(rows) < want:
+                self.ready.discard(queue.name)
+            for row in rows:
+                self._start(queue, row)
+            claimed += len(rows)
+        return claimed
+
+    @staticmethod
+    def _report_fenced(writes: list[Outcome], recorded: set[str]) -> None:
+        for outcome in writes:
+            if outcome.workflow_id not in recorded:
+                logger.bind(component="run").warning(
+                    "run {}: outcome {} not recorded, this attempt no longer owns the run "
+                    "(taken over, cancelled or timed out)", outcome.workflow_id, outcome.status,
+                )
+
+    def _send_finish(self, conn: psycopg.Connection, writes: list[Outcome], now: datetime) -> Any:
+        """The batched finish, sent without reading its result (``runs.write_outcomes``
+        reads it, which in a pipeline would cost a round trip of its own). Rows whose token no
+        longer matches are fenced out by the statement itself."""
+        return conn.cursor().execute(
+            self.db.sql("finish"),
+            {
+                "ids": [o.workflow_id for o in writes],
+                "tokens": [o.token for o in writes],
+                "statuses": [o.status for o in writes],
+                "outputs": [o.output for o in writes],
+                "errors": [o.error for o in writes],
+                "not_befores": [o.not_before for o in writes],
+                "now": now,
+            },
+        )
+
+    def _plan(self) -> list[tuple[Queue, int]]:
+        """Share the free capacity among the ready queues, one unit at a time starting at a
+        rotating queue, so that no queue starves another and the shares never add up to more
+        than this worker may run."""
+        free = self._capacity()
+        if free <= 0 or not self.ready:
+            return []
         count = len(self.queues)
-        self._rotation = (self._rotation + 1) % max(1, count)
-        now = utcnow()
+        self._rotation = (self._rotation + 1) % count
+        room: dict[int, int] = {}
         for offset in range(count):
-            queue = self.queues[(self._rotation + offset) % count]
+            index = (self._rotation + offset) % count
+            queue = self.queues[index]
             if queue.name not in self.ready:
                 continue
-            free = self._capacity() - len(claimed)
-            if free <= 0:
-                break
+            limit = free
             if queue.worker_concurrency is not None:
-                taken = sum(1 for q, _ in claimed if q is queue)
-                free = min(free, queue.worker_concurrency - self.per_queue[queue.name] - taken)
-                if free <= 0:
-                    continue
-            started = time.perf_counter()
-            rows = claim(conn, self.db, queue, free, worker_id=self.worker_id,
-                         names=self.names, now=now)
-            self.metrics.claim_latency.observe(time.perf_counter() - started)
-            if len(rows) < free:
-                self.ready.discard(queue.name)
-            claimed.extend((queue, row) for row in rows)
-        return claimed
+                limit = min(free, queue.worker_concurrency - self.per_queue[queue.name])
+            if limit > 0:
+                room[index] = limit
+        shares = dict.fromkeys(room, 0)
+        while free > 0:
+            grew = False
+            for index, limit in room.items():
+                if free > 0 and shares[index] < limit:
+                    shares[index] += 1
+                    free -= 1
+                    grew = True
+            if not grew:
+                break
+        return [(self.queues[index], share) for index, share in shares.items() if share > 0]
 
     def _start(self, queue: Queue, row: dict[str, Any]) -> None:
         token = str(row["attempt_token"])
@@ -218,6 +344,10 @@ class Dispatcher:
             return
         del self.running[outcome.workflow_id]
         self.per_queue[running.queue] -= 1
+        queue = self.app.queues.get(running.queue)
+        if queue is not None and queue.concurrency is not None:
+            # The slot it held is free again, and this round's claim may reuse it.
+            self.ready.add(running.queue)
         self.metrics.finished(running.queue, running.name, outcome.status,
                               time.monotonic() - running.started)
         if outcome.status != "SUCCESS":
@@ -243,6 +373,7 @@ class Dispatcher:
         with self.db.connection() as conn:
             rows = conn.execute(
                 self.db.sql("handback"),
-                {"worker": self.worker_id, "ids": ids, "now": utcnow(), "channel": self.app.channel},
+                {"worker": self.worker_id, "ids": ids, "now": utcnow(),
+                 "channel": self.app.channel},
             ).fetchall()
         return len(rows)

@@ -2,12 +2,21 @@
 -- With a fleet-wide limit (%(limited)s) each run also takes a free slot row; slots and runs
 -- are both locked with SKIP LOCKED, so concurrent claimers never wait on each other and can
 -- never hold more runs than there are slots.
-WITH free_slots AS MATERIALIZED (
+-- With a rate limit (%(rate_limit)s not null) the caller has already taken the queue's
+-- advisory lock in an earlier statement of this transaction (rate_window.sql), so the count
+-- below runs on a snapshot that sees every start committed by the previous lock holder.
+WITH budget AS MATERIALIZED (
+    SELECT CASE WHEN %(rate_limit)s::int IS NULL THEN %(limit)s::int
+                ELSE greatest(0, least(%(limit)s::int, %(rate_limit)s::int - (
+                    SELECT count(*) FROM {schema}.queue_starts
+                    WHERE queue = %(queue)s AND started_at > %(window_start)s)::int))
+           END AS n
+), free_slots AS MATERIALIZED (
     SELECT slot FROM {schema}.queue_slots
     WHERE %(limited)s AND queue = %(queue)s AND holder IS NULL
       AND slot < (SELECT concurrency FROM {schema}.queues WHERE name = %(queue)s)
     ORDER BY slot
-    LIMIT %(limit)s
+    LIMIT (SELECT n FROM budget)
     FOR UPDATE SKIP LOCKED
 ), numbered_slots AS MATERIALIZED (
     SELECT slot, row_number() OVER (ORDER BY slot) AS n FROM free_slots
@@ -16,7 +25,8 @@ WITH free_slots AS MATERIALIZED (
     WHERE queue = %(queue)s AND status = 'ENQUEUED' AND not_before <= %(now)s
       AND name = ANY(%(names)s::text[])
     ORDER BY priority DESC, seq
-    LIMIT CASE WHEN %(limited)s THEN (SELECT count(*) FROM numbered_slots) ELSE %(limit)s END
+    LIMIT CASE WHEN %(limited)s THEN (SELECT count(*) FROM numbered_slots)
+               ELSE (SELECT n FROM budget) END
     FOR UPDATE SKIP LOCKED
 ), picked AS MATERIALIZED (
     SELECT r.id, s.slot
@@ -25,7 +35,16 @@ WITH free_slots AS MATERIALIZED (
 ), taken_slots AS (
     UPDATE {schema}.queue_slots qs SET holder = p.id
     FROM picked p
-    WHERE qs.queue = %(queue)s AND qs.slot = p.slot
+    WHERE %(limited)s AND qs.queue = %(queue)s AND qs.slot = p.slot
+), recorded_starts AS (
+    INSERT INTO {schema}.queue_starts (queue, started_at)
+    SELECT %(queue)s, %(now)s FROM picked WHERE %(rate_limit)s::int IS NOT NULL
+), pruned_starts AS (
+    -- Keep a whole extra period: a claimer whose clock read is a little older than ours
+    -- still finds every start its own window needs.
+    DELETE FROM {schema}.queue_starts
+    WHERE %(rate_limit)s::int IS NOT NULL AND queue = %(queue)s
+      AND started_at <= %(prune_before)s
 )
 UPDATE {schema}.workflows w
 SET status = 'RUNNING',

@@ -1,8 +1,10 @@
--- Which of these queues have a run ready to start? One cheap index probe per queue.
-SELECT q.name
+-- Per queue: is a run ready to start, and if not, when does the next waiting one come due?
+-- An idle worker sleeps until that time instead of polling for delayed runs and retries.
+-- A queue with nothing waiting is not returned.
+SELECT q.name,
+       bool_or(w.not_before <= %(now)s) AS ready,
+       min(w.not_before) AS next_due
 FROM unnest(%(queues)s::text[]) AS q(name)
-WHERE EXISTS (
-    SELECT 1 FROM {schema}.workflows w
-    WHERE w.queue = q.name AND w.status = 'ENQUEUED' AND w.not_before <= %(now)s
-      AND w.name = ANY(%(names)s::text[])
-)
+JOIN {schema}.workflows w
+  ON w.queue = q.name AND w.status = 'ENQUEUED' AND w.name = ANY(%(names)s::text[])
+GROUP BY q.name

@@ -1,0 +1,332 @@
+"""``pgsched bench``: what one client and one worker achieve on this database.
+
+Everything runs in a throwaway schema that is dropped at the end, with the commit settings
+the server already has (they are read and reported, never changed). The worker is a real
+``pgsched worker`` subprocess: the numbers include its LISTEN wake-ups, its batched
+finish-and-claim rounds and its durable commits, exactly as in production.
+
+Statements and round trips are counted by a byte-level proxy between a second worker and the
+server (``Proxy``): it counts the protocol messages that carry a statement (simple ``Query`` and
+extended ``Execute``, BEGIN and COMMIT included). That works on any server, where
+``pg_stat_statements`` is usually not loaded and ``pg_stat_database`` counts the transactions
+of every client of the database, not of one worker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+
+from pgsched.app import App
+from pgsched.errors import PgschedError
+from pgsched.settings import Settings, load_settings
+
+BENCH_QUEUES = ("drain", "latency", "counted")
+_app: App | None = None
+
+
+def noop() -> None:
+    """The job whose cost is pgsched's alone."""
+
+
+def stamp() -> float:
+    """Returns when it started, by the same wall clock the enqueuer reads."""
+    return time.time()
+
+
+def build_app(settings: Settings | None = None) -> App:
+    app = App("pgsched-bench", settings=settings)
+    for name in BENCH_QUEUES:
+        app.queue(name)
+    app.workflow(name="bench.noop")(noop)
+    app.workflow(name="bench.stamp")(stamp)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``pgsched worker pgsched.bench:app`` builds the app from the environment it runs in."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = build_app()
+        return _app
+    raise AttributeError(name)
+
+
+# -- the counting proxy ------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    statements: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> int:
+        with self.lock:
+            return self.statements
+
+
+class Proxy:
+    """Forwards connections to the server and counts what clients send.
+
+    A client message is a type byte and a length (the startup packet, which has no type
+    byte, comes first). ``Q`` (simple query) and ``E`` (execute) each run one statement;
+    BEGIN and COMMIT count too.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        socket_dir = dict(parse_qsl(parts.query)).get("host", parts.hostname or "127.0.0.1")
+        port = parts.port or 5432
+        # A URL may name a Unix socket directory (the embedded server's does) in ``host=``.
+        self.upstream: str | tuple[str, int] = (
+            f"{socket_dir}/.s.PGSQL.{port}" if socket_dir.startswith("/") else (socket_dir, port)
+        )
+        self.counts = Counts()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True, name="bench-proxy").start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if isinstance(self.upstream, str):
+                server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                server.connect(self.upstream)
+            else:
+                server = socket.create_connection(self.upstream)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        buffer = b""
+        started = False
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                sink.close()
+                return
+            if not from_client:
+                sink.sendall(data)
+                continue
+            buffer += data
+            while True:
+                if not started:
+                    if len(buffer) < 4 or len(buffer) < struct.unpack("!I", buffer[:4])[0]:
+                        break
+                    buffer = buffer[struct.unpack("!I", buffer[:4])[0]:]
+                    started = True
+                    continue
+                if len(buffer) < 5:
+                    break
+                kind = buffer[:1]
+                length = struct.unpack("!I", buffer[1:5])[0]
+                if len(buffer) < 1 + length:
+                    break
+                buffer = buffer[1 + length:]
+                if kind in (b"Q", b"E"):
+                    with self.counts.lock:
+                        self.counts.statements += 1
+            sink.sendall(data)
+
+    def url(self, url: str) -> str:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)
+        auth = netloc[0] + "@" if len(netloc) == 2 else ""
+        kept = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "sslmode")]
+        query = urlencode([*kept, ("sslmode", "disable"), ("gssencmode", "disable")])
+        return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{self.port}", query=query))
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+@dataclass
+class BenchConfig:
+    jobs: int = 10_000
+    concurrency: int = 8
+    latency_samples: int = 200
+    idle_seconds: float = 10.0
+
+
+class Bench:
+    def __init__(self, database_url: str | None, config: BenchConfig) -> None:
+        self.config = config
+        self.schema = f"pgsched_bench_{uuid.uuid4().hex[:10]}"
+        self.settings = load_settings(database_url=database_url, PGSCHED_SCHEMA=self.schema)
+        self.app = build_app(self.settings)
+        self.workers: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return self.app.db.url
+
+    def _env(self, url: str) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("PGSCHED_") or key in ("PGSCHED_LOG_LEVEL",)}
+        env.update({"PGSCHED_DATABASE_URL": url, "PGSCHED_SCHEMA": self.schema,
+                    "PGSCHED_LOG_LEVEL": "WARNING"})
+        return env
+
+    def _worker(self, url: str, queues: str, concurrency: int) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pgsched", "worker", "pgsched.bench:app", "--queues", queues,
+             "--concurrency", str(concurrency)],
+            env=self._env(url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def _scalar(self, query: str, params: dict[str, Any] | None = None) -> Any:
+        with self.app.db.connection() as conn:
+            row = conn.execute(query, params).fetchone()
+        return next(iter(row.values())) if row else None
+
+    def _wait(self, condition: Callable[[], bool], timeout: float, what: str,
+              interval: float = 0.01) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            for proc in self.workers:
+                if proc.poll() is not None:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise PgschedError(f"a bench worker exited ({proc.returncode}): {err[-2000:]}")
+            if time.monotonic() > deadline:
+                raise PgschedError(f"bench timed out after {timeout:g}s waiting for {what}")
+            time.sleep(interval)
+
+    def _count(self, queue: str, status: str) -> int:
+        return int(self._scalar(self.app.db.sql("bench_count"), {"queue": queue, "status": status}))
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            for proc in self.workers:
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(15)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+            self.app.close()
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(self.app.db.sql("bench_drop"))
+
+    def _run(self) -> dict[str, Any]:
+        cfg = self.config
+        self.app.migrate()
+        with self.app.db.connection() as conn:
+            server = conn.execute(self.app.db.sql("bench_server")).fetchone()
+        result: dict[str, Any] = {"server": server, "schema": self.schema, "jobs": cfg.jobs,
+                                  "concurrency": cfg.concurrency}
+        result["single_enqueue_per_s"] = self._single_enqueue()
+        result["batch_enqueue_per_s"] = self._batch_enqueue()
+        self._worker(self.url, "drain,latency", cfg.concurrency)
+        self._wait(lambda: self._workers() >= 1, 60, "the worker to register", 0.05)
+        result["drain_per_s"] = self._drain("drain", cfg.jobs)
+        result["latency_ms"] = self._latency()
+        result.update(self._counted())
+        return result
+
+    def _workers(self) -> int:
+        return int(self._scalar(self.app.db.sql("bench_workers")))
+
+    def _single_enqueue(self) -> float:
+        queue = self.app.get_queue("drain")
+        count = min(self.config.jobs, 5000)
+        queue.enqueue("bench.noop")  # opens the pool and migrates outside the timing
+        started = time.perf_counter()
+        for _ in range(count):
+            queue.enqueue("bench.noop")
+        elapsed = time.perf_counter() - started
+        self._clear()
+        return count / elapsed
+
+    def _batch_enqueue(self) -> float:
+        queue = self.app.get_queue("drain")
+        items = [("bench.noop", (), {})] * self.config.jobs
+        started = time.perf_counter()
+        for chunk in range(0, len(items), 10_000):
+            queue.enqueue_many(items[chunk:chunk + 10_000])
+        elapsed = time.perf_counter() - started
+        self._clear()
+        return len(items) / elapsed
+
+    def _clear(self) -> None:
+        with self.app.db.connection() as conn:
+            conn.execute(self.app.db.sql("bench_clear"))
+
+    def _drain(self, queue_name: str, jobs: int) -> float:
+        queue = self.app.get_queue(queue_name)
+        items = [("bench.noop", (), {})] * jobs
+        for chunk in range(0, jobs, 10_000):
+            queue.enqueue_many(items[chunk:chunk + 10_000])
+        committed = time.time()
+        self._wait(lambda: self._count(queue_name, "SUCCESS") >= jobs, 600,
+                   f"{jobs} jobs to finish", 0.05)
+        last = self._scalar(self.app.db.sql("bench_last_finish"), {"queue": queue_name})
+        return jobs / max(1e-9, last.timestamp() - committed)
+
+    def _latency(self) -> dict[str, float]:
+        queue = self.app.get_queue("latency")
+        samples: list[float] = []
+        for _ in range(self.config.latency_samples):
+            time.sleep(0.02)  # the worker is idle again, waiting on its LISTEN connection
+            handle = queue.enqueue("bench.stamp")
+            committed = time.time()
+            started = handle.result(timeout=30, poll=0.005)
+            samples.append((started - committed) * 1000)
+        cuts = statistics.quantiles(samples, n=100, method="inclusive")
+        return {"p50": statistics.median(samples), "p95": cuts[94], "p99": cuts[98],
+                "max": max(samples)}
+
+    def _counted(self) -> dict[str, Any]:
+        """Idle statements per second, then statements per drained job, of a
+        second worker whose every connection goes through the counting proxy."""
+        proxy = Proxy(self.url)
+        try:
+            self._worker(proxy.url(self.url), "counted", self.config.concurrency)
+            self._wait(lambda: self._workers() >= 2, 60, "the counted worker to register", 0.05)
+            time.sleep(2.0)  # let start-up (migrate, declare, first poll) pass
+            before = proxy.counts.snapshot()
+            time.sleep(self.config.idle_seconds)
+            after = proxy.counts.snapshot()
+            idle = (after - before) / self.config.idle_seconds
+            jobs = min(self.config.jobs, 2000)
+            before = proxy.counts.snapshot()
+            self._drain("counted", jobs)
+            after = proxy.counts.snapshot()
+        finally:
+            proxy.close()
+        return {
+            "idle_statements_per_s": idle,
+            "idle_seconds": self.config.idle_seconds,
+            "statements_per_job": (after - before) / jobs,
+        }
+

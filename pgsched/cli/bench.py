@@ -1,0 +1,51 @@
+"""``pgsched bench``: throughput and latency of this pgsched on this database."""
+
+from __future__ import annotations
+
+import click
+
+from pgsched.cli.common import cli, database_of, echo_json, json_option
+
+
+@cli.command("bench")
+@click.option("--jobs", type=click.IntRange(min=10), default=10_000, show_default=True,
+              help="Jobs per measurement (single enqueue uses at most 5,000).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Concurrency of the draining worker.")
+@click.option("--latency-samples", type=click.IntRange(min=5), default=200, show_default=True,
+              help="Enqueue-to-start samples taken with an idle worker.")
+@click.option("--idle-seconds", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="How long to count the statements of an idle worker.")
+@json_option
+@click.pass_context
+def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_samples: int,
+                  idle_seconds: float, as_json: bool) -> None:
+    """Measure enqueue, drain, latency and idle load in a throwaway schema (dropped after).
+
+    Commits stay as durable as the server is configured (fsync and synchronous_commit are
+    printed); the draining worker is a real `pgsched worker` subprocess.
+    """
+    from pgsched.bench import Bench, BenchConfig
+
+    url = database_of(ctx).url
+    result = Bench(url, BenchConfig(jobs, concurrency, latency_samples, idle_seconds)).run()
+    if as_json:
+        echo_json(result)
+        return
+    server = result["server"]
+    latency = result["latency_ms"]
+    rows = [
+        ("server", f"PostgreSQL {server['server_version']}, fsync={server['fsync']}, "
+                   f"synchronous_commit={server['synchronous_commit']}"),
+        ("single enqueue (1 txn each)", f"{result['single_enqueue_per_s']:,.0f} jobs/s"),
+        ("batch enqueue (enqueue_many)", f"{result['batch_enqueue_per_s']:,.0f} jobs/s"),
+        (f"drain {jobs:,} no-op jobs, concurrency {concurrency}",
+         f"{result['drain_per_s']:,.0f} jobs/s"),
+        ("enqueue-to-start p50 / p95 / p99",
+         f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['p99']:.2f} ms"),
+        ("idle worker statements", f"{result['idle_statements_per_s']:.2f} /s"),
+        ("statements per drained job", f"{result['statements_per_job']:.2f}"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label:<{width}}  {value}")

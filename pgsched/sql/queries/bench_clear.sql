@@ -1,0 +1,2 @@
+-- pgsched bench: empty the queue between measurements.
+DELETE FROM {schema}.workflows

@@ -1,0 +1,2 @@
+-- pgsched bench: drop its throwaway schema.
+DROP SCHEMA IF EXISTS {schema} CASCADE

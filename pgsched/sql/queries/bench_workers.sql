@@ -1,0 +1,2 @@
+-- pgsched bench: registered workers.
+SELECT count(*) FROM {schema}.workers

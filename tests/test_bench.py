@@ -1,0 +1,34 @@
+"""``pgsched bench`` runs end to end on a tiny load and reports every number it promises.
+No timing is asserted: the numbers depend on the machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psycopg
+
+from tests.conftest import ROOT
+
+
+def test_bench_reports_every_measurement_and_cleans_up(env, database_url) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pgsched", "bench", "--jobs", "40", "--concurrency", "2",
+         "--latency-samples", "5", "--idle-seconds", "1", "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["jobs"] == 40 and result["concurrency"] == 2
+    assert set(result["server"]) == {"server_version", "fsync", "synchronous_commit"}
+    for key in ("single_enqueue_per_s", "batch_enqueue_per_s", "drain_per_s",
+                "idle_statements_per_s", "statements_per_job"):
+        assert isinstance(result[key], float) and result[key] >= 0, key
+    assert result["drain_per_s"] > 0 and result["statements_per_job"] > 0
+    assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
+                            (result["schema"],)).fetchone()[0]
+    assert left == 0, "the bench must drop its throwaway schema"
