@@ -137,17 +137,13 @@ class Queue:
         )
         params = {**row, "scheduled_at": None, "schedule_name": None, "parent_id": None,
                   "forked_from": None, "now": now, "channel": self.app.channel}
+        self.app.ensure_schema()
         if conn is not None:
             return self._insert(conn, params, workflow_id, on_duplicate)
-        self.app.ensure_schema()
-        with self.app.db.connection() as pooled:
-            # One statement is its own transaction: autocommit saves the BEGIN and COMMIT
-            # round trips. The dedup look-ups that may follow only read.
-            pooled.autocommit = True
-            try:
-                return self._insert(pooled, params, workflow_id, on_duplicate)
-            finally:
-                pooled.autocommit = False
+        # One statement is its own transaction: autocommit saves the BEGIN and COMMIT round
+        # trips. The dedup look-ups that may follow only read.
+        with self.app.db.connection(autocommit=True) as pooled:
+            return self._insert(pooled, params, workflow_id, on_duplicate)
 
     def _insert(
         self, conn: Any, params: dict[str, Any], workflow_id: str | None, on_duplicate: str
@@ -213,10 +209,10 @@ class Queue:
             "now": now,
             "channel": self.app.channel,
         }
+        self.app.ensure_schema()
         if conn is not None:
             conn.execute(self.app.db.sql("enqueue_many"), params)
         else:
-            self.app.ensure_schema()
-            with self.app.db.connection() as pooled:
+            with self.app.db.connection(autocommit=True) as pooled:
                 pooled.execute(self.app.db.sql("enqueue_many"), params)
         return [Handle(self.app.db, r["id"]) for r in rows]

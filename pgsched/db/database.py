@@ -95,11 +95,19 @@ class Database:
             return self._pool
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection; one transaction, committed on clean exit."""
+    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A pooled connection: one transaction committed on clean exit, or with
+        ``autocommit`` each statement on its own (no BEGIN/COMMIT round trips)."""
         pool = self._pool or self._open_pool()
         with pool.connection() as conn:
-            yield conn
+            if not autocommit:
+                yield conn
+                return
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
 
     def connect(self, *, autocommit: bool = False, url: str | None = None) -> psycopg.Connection:
         """A dedicated connection outside the pool (LISTEN, the claim loop, migrations)."""

@@ -73,7 +73,7 @@ class Heartbeat:
         self.stopping = False
 
     def run_once(self) -> float:
-        with self.app.db.connection() as conn:
+        with self.app.db.connection(autocommit=True) as conn:
             row = conn.execute(
                 self.app.db.sql("heartbeat"), {"id": self.worker_id, "stopping": self.stopping}
             ).fetchone()
@@ -96,7 +96,7 @@ class Takeover:
         self.metrics = metrics
 
     def run_once(self) -> float:
-        with self.app.db.connection() as conn:
+        with self.app.db.connection(autocommit=True) as conn:
             rows = conn.execute(
                 self.app.db.sql("takeover"),
                 {"timeout_s": self.timeout, "now": utcnow(), "channel": self.app.channel},

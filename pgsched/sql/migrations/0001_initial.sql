@@ -36,7 +36,6 @@ CREATE UNIQUE INDEX workflows_dedup ON {schema}.workflows (queue, dedup_key)
 -- Takeover and "stuck runs" look up running rows by executor.
 CREATE INDEX workflows_running ON {schema}.workflows (executor) WHERE status = 'RUNNING';
 CREATE INDEX workflows_created ON {schema}.workflows (created_at);
-CREATE INDEX workflows_status_created ON {schema}.workflows (status, created_at);
 CREATE INDEX workflows_schedule ON {schema}.workflows (schedule_name, scheduled_at)
     WHERE schedule_name IS NOT NULL;
 
