@@ -1,7 +1,7 @@
--- Move the high-water mark forward (never back) and count what this pass did.
+-- Move the high-water mark forward (greatest() never goes back, and ignores a NULL) and count
+-- what this pass did. Runs in the transaction that inserted the ticks.
 UPDATE {schema}.schedules
-SET last_tick = CASE WHEN last_tick IS NULL OR %(last_tick)s::timestamptz > last_tick
-                     THEN %(last_tick)s::timestamptz ELSE last_tick END,
+SET last_tick = greatest(last_tick, %(last_tick)s::timestamptz),
     next_tick = %(next_tick)s,
     ticks_fired = ticks_fired + %(fired)s,
     ticks_collapsed = ticks_collapsed + %(collapsed)s,
