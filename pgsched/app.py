@@ -7,9 +7,10 @@ enqueue opens a pool, and only ``pgsched worker`` / ``app.run_worker()`` runs wo
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pgsched.context import current_run
@@ -24,6 +25,23 @@ from pgsched.settings import Settings, load_settings
 from pgsched.steps import call_child, call_step, call_transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _in_zone(fn: Callable[..., Any], schedule: CronSchedule) -> Callable[..., Any]:
+    """Hand the function its tick in the schedule's zone: JSON keeps only a UTC offset."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(scheduled_at: datetime, *args: Any, **kwargs: Any) -> Any:
+            return await fn(schedule.local(scheduled_at), *args, **kwargs)
+
+        return run_async
+
+    @functools.wraps(fn)
+    def run(scheduled_at: datetime, *args: Any, **kwargs: Any) -> Any:
+        return fn(schedule.local(scheduled_at), *args, **kwargs)
+
+    return run
 
 
 class App:
@@ -154,9 +172,13 @@ class App:
         catch_up: Literal["latest", "all", "none"] = "latest",
         overlap: Literal["allow", "skip"] = "allow",
         max_attempts: int | None = None,
+        catch_up_window: timedelta = timedelta(days=1),
     ) -> Callable[[F], F]:
         """Run the function on a cron schedule, once per tick fleet-wide. It receives the
-        tick's ``scheduled_at`` (tz-aware, in ``tz``). The expression and zone are checked here."""
+        tick's ``scheduled_at`` (tz-aware, in ``tz``). The expression and zone are checked here.
+
+        ``catch_up`` decides what a start after downtime runs: the most recent missed tick
+        (``"latest"``), every missed tick within ``catch_up_window`` (``"all"``), or none."""
 
         def decorate(fn: F) -> F:
             schedule = CronSchedule(
@@ -167,12 +189,15 @@ class App:
                 jitter=jitter,
                 catch_up=catch_up,
                 overlap=overlap,
+                catch_up_window=catch_up_window,
             )
             if schedule.name in self.schedules:
                 raise ConfigurationError(f"schedule {schedule.name!r} is defined twice")
-            wrapped = self.workflow(name=schedule.name, max_attempts=max_attempts)(fn)
+            wrapped = self.workflow(name=schedule.name, max_attempts=max_attempts)(
+                _in_zone(fn, schedule)
+            )
             self.schedules[schedule.name] = schedule
-            return wrapped
+            return wrapped  # type: ignore[return-value]
 
         return decorate
 

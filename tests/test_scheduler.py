@@ -120,7 +120,8 @@ def test_daily_0230_runs_once_per_day_across_dst(
     app, received = cron_app(make_app, "30 2 * * *", tz=zone)
     with freeze_time(start, tz_offset=0) as frozen:
         advance(frozen, app, until=timedelta(days=3))
-    assert received == expected
+    # Compared as UTC instants: PEP 495 makes an ambiguous wall time unequal to other zones'.
+    assert [at.astimezone(timezone.utc) for at in received] == expected
     ids = [r[0] for r in sql("SELECT id FROM workflows ORDER BY scheduled_at")]
     assert len(set(ids)) == 3
 
@@ -461,3 +462,24 @@ def test_a_frozen_time_test_cannot_hang_on_an_unresponsive_database() -> None:
     assert outcome == "DatabaseUnavailable" and elapsed < 25
     assert run_scenario("late-import", timeout=30)[0] == "ConfigurationError"
     assert run_scenario("plain", timeout=8)[0] == "HUNG"
+
+
+def test_cron_function_receives_its_tick_in_the_schedule_zone(make_app):
+    from pgsched.testing import run_scheduler, run_until_idle
+
+    app = make_app("zone")
+    seen = []
+
+    @app.cron("30 2 * * *", tz="Europe/Berlin")
+    def nightly(scheduled_at: datetime) -> None:
+        seen.append(scheduled_at)
+
+    app.migrate()
+    with freeze_time("2026-10-24 12:00", tz_offset=0) as frozen:
+        run_scheduler(app)
+        frozen.move_to("2026-10-25 00:30:00")
+        run_scheduler(app)
+        run_until_idle(app)
+    assert [(t.isoformat(), str(t.tzinfo)) for t in seen] == [
+        ("2026-10-25T02:30:00+02:00", "Europe/Berlin")
+    ]
