@@ -5,9 +5,11 @@ WITH victims AS (
     SELECT w.id FROM {schema}.workflows w
     WHERE w.finished_at IS NOT NULL AND w.finished_at < %(cutoff)s
       AND w.status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'DEAD')
-      AND (w.parent_id IS NULL OR NOT EXISTS (
-          SELECT 1 FROM {schema}.workflows p
-          WHERE p.id = w.parent_id AND p.status IN ('ENQUEUED', 'RUNNING')))
+      -- A scalar subquery, not NOT EXISTS: the planner may turn an anti-join into a hashed
+      -- scan of every active run, where this is one primary-key probe per candidate.
+      AND (w.parent_id IS NULL OR coalesce(
+          (SELECT p.status FROM {schema}.workflows p WHERE p.id = w.parent_id), 'GONE')
+          NOT IN ('ENQUEUED', 'RUNNING'))
     ORDER BY w.finished_at
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED
