@@ -47,6 +47,12 @@ def send_claim(
     round (finish, claims, commit) costs one network round trip, rate limit included: the
     advisory lock is a statement of its own and the count happens inside the claim.
     """
+    if queue.concurrency is None and queue.rate_limit is None:
+        return conn.cursor().execute(
+            db.sql("claim_unlimited"),
+            {"queue": queue.name, "limit": limit, "names": names, "worker": worker_id,
+             "now": now},
+        )
     rate_limit = window_start = prune_before = None
     if queue.rate_limit is not None:
         rate_limit, period = queue.rate_limit

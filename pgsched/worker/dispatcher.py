@@ -147,11 +147,13 @@ class Dispatcher:
             self.wake.wait(self._sleep_for(now))
 
     def _linger(self) -> None:
-        """Let a round carry more than one outcome: when only a few of many running runs have
-        finished, wait up to ``LINGER`` for the rest. Short runs then share one round trip and
-        one commit; a run that takes longer costs the others at most ``LINGER`` of delay."""
+        """Let a round carry every outcome it can: when some running runs have finished, wait
+        up to ``LINGER`` for the rest. Short runs then share one round trip and one commit
+        (a drain of no-op runs writes and claims the whole concurrency each round, instead of
+        splitting into two half-size cohorts that alternate); a run that takes longer costs
+        the others at most ``LINGER`` of delay."""
         deadline = time.perf_counter() + LINGER
-        while 0 < len(self.outcomes) < min(len(self.running), self.concurrency // 2 + 1):
+        while 0 < len(self.outcomes) < len(self.running):
             left = deadline - time.perf_counter()
             if left <= 0:
                 return
@@ -314,7 +316,7 @@ class Dispatcher:
             queue.name, token, row["name"], now, now + timeout if timeout else None
         )
         self.per_queue[queue.name] += 1
-        self.metrics.started.labels(queue.name, row["name"]).inc()
+        self.metrics.start(queue.name, row["name"])
         spec = self.app.registry.workflows[row["name"]]
         ctx = RunContext(
             db=self.db,
