@@ -7,7 +7,9 @@ import json
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
 
 from pgsched.backoff import backoff_seconds
 from pgsched.clock import utcnow
@@ -21,6 +23,9 @@ from pgsched.errors import (
 )
 from pgsched.registry import WorkflowSpec
 from pgsched.serialization import decode_inputs, dumps
+
+if TYPE_CHECKING:
+    from pgsched.db import Database
 
 #: Failures that a retry cannot fix: the run goes to ERROR at once.
 NON_RETRYABLE = (PermanentError, DeterminismError, SerializationError)
@@ -137,3 +142,27 @@ def execute(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outco
             not_before=utcnow() + timedelta(seconds=delay),
         )
     return Outcome(ctx.workflow_id, token, "SUCCESS", output=output)
+
+
+def execute_claimed(
+    db: Database, spec: WorkflowSpec, row: dict[str, Any], *, worker_id: str, queue: str
+) -> Outcome:
+    """Run one claimed row to an outcome, resuming from its checkpoints.
+
+    The body of a worker's run thread, and of ``pgsched.testing``'s in-process runner, so
+    tests exercise exactly what workers do. A crash of the runner itself becomes an ERROR
+    outcome; a lost claim becomes LOST, which writes nothing.
+    """
+    from pgsched.steps import load_checkpoints
+
+    token = str(row["attempt_token"])
+    ctx = RunContext(db=db, workflow_id=row["id"], workflow_name=row["name"], token=token,
+                     worker_id=worker_id, queue=queue)
+    try:
+        if row["has_steps"]:
+            load_checkpoints(ctx)
+        outcome = execute(ctx, spec, row)
+    except Exception as exc:
+        logger.bind(component="run").exception("run {} crashed the runner", row["id"])
+        outcome = Outcome(row["id"], token, "ERROR", error=error_json(exc))
+    return outcome or Outcome(row["id"], token, "LOST")

@@ -34,23 +34,17 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
 from pgsched.claims import claim, declare_queues
 from pgsched.clock import utcnow
-from pgsched.context import RunContext
 from pgsched.errors import ConfigurationError, PgschedError
-from pgsched.runs import Outcome, error_json, execute, write_outcomes
+from pgsched.runs import Outcome, execute_claimed, write_outcomes
 from pgsched.scheduler import Scheduler
 from pgsched.serialization import from_jsonable
-from pgsched.steps import load_checkpoints
 
 if TYPE_CHECKING:
     from pgsched.app import App
-    from pgsched.db import Database
-    from pgsched.registry import WorkflowSpec
 
-__all__ = ["advance", "execute_claimed", "in_process_worker", "run_scheduler", "run_until_idle"]
+__all__ = ["advance", "in_process_worker", "run_scheduler", "run_until_idle"]
 
 #: Modules that must keep the real clock under freezegun (prefixes, as freezegun matches them).
 REAL_CLOCK_MODULES = ("psycopg", "psycopg_pool")
@@ -96,27 +90,6 @@ def run_scheduler(app: App, now: datetime | None = None) -> list[str]:
     app.ensure_schema()
     results = Scheduler(app).run_pass(now or utcnow())
     return [run_id for result in results.values() for run_id in result.fired]
-
-
-def execute_claimed(db: Database, spec: WorkflowSpec, row: dict[str, Any], *, worker_id: str,
-                    queue: str) -> Outcome:
-    """Run one claimed row to an outcome, resuming from its checkpoints.
-
-    This is the body of a worker's run thread; the dispatcher's ``_start`` task can call it
-    as is. A crash of the runner itself becomes an ERROR outcome; a lost claim becomes LOST,
-    which writes nothing.
-    """
-    token = str(row["attempt_token"])
-    ctx = RunContext(db=db, workflow_id=row["id"], workflow_name=row["name"], token=token,
-                     worker_id=worker_id, queue=queue)
-    try:
-        if row["has_steps"]:
-            load_checkpoints(ctx)
-        outcome = execute(ctx, spec, row)
-    except Exception as exc:
-        logger.bind(component="run").exception("run {} crashed the runner", row["id"])
-        outcome = Outcome(row["id"], token, "ERROR", error=error_json(exc))
-    return outcome or Outcome(row["id"], token, "LOST")
 
 
 @contextmanager

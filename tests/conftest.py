@@ -79,7 +79,8 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., pgsched.App]]:
 
 @pytest.fixture
 def load_app_module(env: dict[str, str]) -> Iterator[Callable[[str], ModuleType]]:
-    """Execute ``tests/apps/NAME.py`` (or ``examples/NAME.py``) afresh, so its App reads this test's environment.
+    """Execute ``tests/apps/NAME.py`` (or ``examples/NAME.py``) afresh, so its App reads
+    this test's environment.
 
     The test process then enqueues with the very functions the worker subprocess runs.
     """

@@ -26,10 +26,8 @@ from loguru import logger
 
 from pgsched.claims import peek, send_claim
 from pgsched.clock import utcnow
-from pgsched.context import RunContext
 from pgsched.errors import JobTimeout
-from pgsched.runs import Outcome, error_json, execute
-from pgsched.steps import load_checkpoints
+from pgsched.runs import Outcome, error_json, execute_claimed
 from pgsched.worker.executor import Executor
 from pgsched.worker.listener import CONNECTED, DISCONNECTED
 
@@ -100,8 +98,8 @@ class Dispatcher:
             self.next_poll = 0.0
             self.wake.set()
 
-    def _done(self, outcome: Outcome | None, workflow_id: str, token: str) -> None:
-        self.outcomes.append(outcome or Outcome(workflow_id, token, "LOST"))
+    def _done(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
         self.wake.set()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -318,25 +316,11 @@ class Dispatcher:
         self.per_queue[queue.name] += 1
         self.metrics.start(queue.name, row["name"])
         spec = self.app.registry.workflows[row["name"]]
-        ctx = RunContext(
-            db=self.db,
-            workflow_id=row["id"],
-            workflow_name=row["name"],
-            token=token,
-            worker_id=self.worker_id,
-            queue=queue.name,
-        )
 
         def task() -> None:
-            outcome: Outcome | None
-            try:
-                if row["has_steps"]:
-                    load_checkpoints(ctx)
-                outcome = execute(ctx, spec, row)
-            except Exception as exc:
-                logger.bind(component="run").exception("run {} crashed the runner", row["id"])
-                outcome = Outcome(row["id"], token, "ERROR", error=error_json(exc))
-            self._done(outcome, row["id"], token)
+            outcome = execute_claimed(self.db, spec, row, worker_id=self.worker_id,
+                                      queue=queue.name)
+            self._done(outcome)
 
         self.executor.submit(task)
 

@@ -108,7 +108,8 @@ class Worker:
         self._register()
         self.dispatcher = Dispatcher(self.app, self.id, self.queues, self.concurrency, self.metrics)
         self.heartbeat = Heartbeat(self.app, self.id, self._register, settings.heartbeat_interval)
-        loops: list[Loop] = [self.heartbeat, Takeover(self.app, settings.takeover_timeout, self.metrics)]
+        takeover = Takeover(self.app, settings.takeover_timeout, self.metrics)
+        loops: list[Loop] = [self.heartbeat, takeover]
         if self.app.schedules:
             scheduler = Scheduler(self.app)
             scheduler.register(utcnow())
