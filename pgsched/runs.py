@@ -102,20 +102,22 @@ def finish_now(ctx: RunContext, outcome: Outcome) -> None:
         write_outcomes(conn, ctx.db.sql("finish"), [outcome])
 
 
+def finish_params(outcomes: list[Outcome], now: datetime) -> dict[str, Any]:
+    """Parameters of ``finish.sql``: one array per column, so a batch is one statement."""
+    return {
+        "ids": [o.workflow_id for o in outcomes],
+        "tokens": [o.token for o in outcomes],
+        "statuses": [o.status for o in outcomes],
+        "outputs": [o.output for o in outcomes],
+        "errors": [o.error for o in outcomes],
+        "not_befores": [o.not_before for o in outcomes],
+        "now": now,
+    }
+
+
 def write_outcomes(conn: Any, finish_sql: str, outcomes: list[Outcome]) -> set[str]:
     """Write a batch of outcomes in one statement; return the ids this worker still owned."""
-    rows = conn.execute(
-        finish_sql,
-        {
-            "ids": [o.workflow_id for o in outcomes],
-            "tokens": [o.token for o in outcomes],
-            "statuses": [o.status for o in outcomes],
-            "outputs": [o.output for o in outcomes],
-            "errors": [o.error for o in outcomes],
-            "not_befores": [o.not_before for o in outcomes],
-            "now": utcnow(),
-        },
-    ).fetchall()
+    rows = conn.execute(finish_sql, finish_params(outcomes, utcnow())).fetchall()
     return {row["id"] for row in rows}
 
 

@@ -27,7 +27,7 @@ from loguru import logger
 from pgsched.claims import peek, send_claim
 from pgsched.clock import utcnow
 from pgsched.errors import JobTimeout
-from pgsched.runs import Outcome, error_json, execute_claimed
+from pgsched.runs import Outcome, error_json, execute_claimed, finish_params
 from pgsched.worker.executor import Executor
 from pgsched.worker.listener import CONNECTED, DISCONNECTED
 
@@ -261,18 +261,7 @@ class Dispatcher:
         """The batched finish, sent without reading its result (``runs.write_outcomes``
         reads it, which in a pipeline would cost a round trip of its own). Rows whose token no
         longer matches are fenced out by the statement itself."""
-        return conn.cursor().execute(
-            self.db.sql("finish"),
-            {
-                "ids": [o.workflow_id for o in writes],
-                "tokens": [o.token for o in writes],
-                "statuses": [o.status for o in writes],
-                "outputs": [o.output for o in writes],
-                "errors": [o.error for o in writes],
-                "not_befores": [o.not_before for o in writes],
-                "now": now,
-            },
-        )
+        return conn.cursor().execute(self.db.sql("finish"), finish_params(writes, now))
 
     def _plan(self) -> list[tuple[Queue, int]]:
         """Share the free capacity among the ready queues, one unit at a time starting at a
