@@ -118,9 +118,7 @@ class Dispatcher:
                 claimed = self._round(conn, claim_more=not stopping.is_set())
             except psycopg.Error as exc:
                 log.warning("claim round failed ({!r}); reconnecting", exc)
-                conn.close()
-                time.sleep(random.uniform(0.5, 1.5))
-                conn = self._connect()
+                conn = self._reconnect(conn)
                 continue
             now = time.monotonic()
             if stopping.is_set():
@@ -139,8 +137,7 @@ class Dispatcher:
                         continue
                 except psycopg.Error as exc:
                     log.warning("poll failed ({!r}); reconnecting", exc)
-                    conn.close()
-                    conn = self._connect()
+                    conn = self._reconnect(conn)
                     continue
             self.wake.wait(self._sleep_for(now))
 
@@ -157,6 +154,27 @@ class Dispatcher:
                 return
             self.wake.clear()
             self.wake.wait(left)
+
+    def _reconnect(self, conn: psycopg.Connection) -> psycopg.Connection:
+        """A fresh connection, and back to their queues any runs this worker owns without
+        knowing it: a claim whose COMMIT succeeded as the connection broke would otherwise
+        stay RUNNING under a live worker, beyond the reach of takeover."""
+        conn.close()
+        while True:
+            time.sleep(random.uniform(0.5, 1.5))
+            conn = self._connect()
+            try:
+                owned = conn.execute(self.db.sql("worker_runs"),
+                                     {"worker": self.worker_id}).fetchall()
+                unknown = [row["id"] for row in owned if row["id"] not in self.running]
+                if unknown:
+                    logger.bind(component="dispatch").warning(
+                        "handing back {} run(s) claimed as the connection broke", len(unknown))
+                    self._handback_on(conn, unknown)
+                return conn
+            except psycopg.Error as exc:
+                logger.bind(component="dispatch").warning("reconnect failed ({!r})", exc)
+                conn.close()
 
     def _connect(self) -> psycopg.Connection:
         """A dedicated autocommit connection: a poll is one statement, a round one pipeline.
@@ -346,9 +364,11 @@ class Dispatcher:
         if not ids:
             return 0
         with self.db.connection() as conn:
-            rows = conn.execute(
-                self.db.sql("handback"),
-                {"worker": self.worker_id, "ids": ids, "now": utcnow(),
-                 "channel": self.app.channel},
-            ).fetchall()
+            return self._handback_on(conn, ids)
+
+    def _handback_on(self, conn: psycopg.Connection, ids: list[str]) -> int:
+        rows = conn.execute(
+            self.db.sql("handback"),
+            {"worker": self.worker_id, "ids": ids, "now": utcnow(), "channel": self.app.channel},
+        ).fetchall()
         return len(rows)
