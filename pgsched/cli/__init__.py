@@ -6,23 +6,10 @@ import sys
 
 import click
 
-from pgsched.cli import core_commands  # noqa: F401  (registers worker, migrate, db)
+# Importing each command module registers its commands on the root group.
+from pgsched.cli import bench, core_commands, queues, schedules, workflows  # noqa: F401
 from pgsched.cli.common import cli
 from pgsched.errors import PgschedError
-
-
-def _register_optional_groups() -> None:
-    from importlib import import_module
-
-    for module in ("workflows", "queues", "schedules", "bench"):
-        try:
-            import_module(f"pgsched.cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pgsched.cli.{module}":
-                raise
-
-
-_register_optional_groups()
 
 
 def main() -> None:
