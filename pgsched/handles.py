@@ -29,7 +29,7 @@ class Handle:
         return hash(self.workflow_id)
 
     def _row(self) -> dict[str, Any]:
-        with self._db.connection() as conn:
+        with self._db.connection(autocommit=True) as conn:
             row = conn.execute(self._db.sql("get_run"), {"id": self.workflow_id}).fetchone()
         if row is None:
             raise WorkflowNotFound(f"no run with id {self.workflow_id!r}")

@@ -98,7 +98,7 @@ async def _with_timeout(coro: Any, timeout: float | None) -> Any:
 
 
 def finish_now(ctx: RunContext, outcome: Outcome) -> None:
-    with ctx.db.connection() as conn:
+    with ctx.db.connection(autocommit=True) as conn:
         write_outcomes(conn, ctx.db.sql("finish"), [outcome])
 
 

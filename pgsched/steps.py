@@ -47,7 +47,8 @@ def call_step(ctx: RunContext, spec: StepSpec, args: tuple, kwargs: dict) -> Any
             time.sleep(delay)
             attempt += 1
     output = dumps(result, f"result of step {spec.name!r}")
-    with ctx.db.connection() as conn:
+    # One fenced statement is its own transaction: autocommit spares BEGIN and COMMIT.
+    with ctx.db.connection(autocommit=True) as conn:
         ctx.checkpoint(conn, number, spec.name, "step", output, started, attempts=attempt)
     return result
 
@@ -115,13 +116,13 @@ def call_child(ctx: RunContext, spec: WorkflowSpec, args: tuple, kwargs: dict) -
             load_checkpoints(child)
         result = run_body(child, spec, args, kwargs, record=True)
         output = dumps(result, f"result of child workflow {spec.name!r}")
-    with ctx.db.connection() as conn:
+    with ctx.db.connection(autocommit=True) as conn:
         ctx.checkpoint(conn, number, spec.name, "child", output, started, child_id=child_id)
     return from_jsonable(json.loads(output))
 
 
 def load_checkpoints(ctx: RunContext) -> None:
-    with ctx.db.connection() as conn:
+    with ctx.db.connection(autocommit=True) as conn:
         rows = conn.execute(ctx.db.sql("load_steps"), {"id": ctx.workflow_id}).fetchall()
     ctx.checkpoints = {row["step_number"]: row for row in rows}
 
