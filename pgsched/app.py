@@ -63,10 +63,6 @@ class App:
     def __repr__(self) -> str:
         return f"App({self.name!r})"
 
-    @property
-    def channel(self) -> str:
-        return self.db.channel
-
     # -- definitions -------------------------------------------------------------------------
 
     def queue(

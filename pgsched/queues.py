@@ -136,7 +136,7 @@ class Queue:
             dedup_key=dedup_key, max_attempts=max_attempts, timeout=timeout, now=now,
         )
         params = {**row, "scheduled_at": None, "schedule_name": None, "parent_id": None,
-                  "forked_from": None, "now": now, "channel": self.app.channel}
+                  "forked_from": None, "now": now, "channel": self.app.db.channel}
         self.app.ensure_schema()
         if conn is not None:
             return self._insert(conn, params, workflow_id, on_duplicate)
@@ -207,7 +207,7 @@ class Queue:
             "not_befores": [r["not_before"] for r in rows],
             "queue": self.name,
             "now": now,
-            "channel": self.app.channel,
+            "channel": self.app.db.channel,
         }
         self.app.ensure_schema()
         if conn is not None:

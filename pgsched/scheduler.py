@@ -178,7 +178,7 @@ class Scheduler:
                 "parent_id": None,
                 "forked_from": None,
                 "now": now,
-                "channel": self.app.channel,
+                "channel": self.app.db.channel,
             },
         ).fetchone()
         if inserted is None:

@@ -191,7 +191,7 @@ def listening(sql, channel: str, application_name: str | None = None) -> int:
 def test_notify_wakes_an_idle_worker(qapp, sql, workers) -> None:
     """The fallback poll is 30 s (300 s while listening): only NOTIFY can start these."""
     workers.start("queue_app.py", "--queues", "jobs", env={"PGSCHED_POLL_INTERVAL": "30"})
-    wait_for(lambda: listening(sql, qapp.app.channel), 30, what="the LISTEN connection",
+    wait_for(lambda: listening(sql, qapp.app.db.channel), 30, what="the LISTEN connection",
              logs=workers.logs)
     for index in range(3):
         handle = qapp.jobs.enqueue(qapp.tick, index)
@@ -204,7 +204,7 @@ def test_poll_only_mode_still_runs_jobs(qapp, sql, workers) -> None:
     workers.wait_registered(sql, 1)
     handle = qapp.jobs.enqueue(qapp.tick, 1)
     wait_status(sql, workers, handle.workflow_id, "SUCCESS", timeout=10)
-    assert listening(sql, qapp.app.channel) == 0
+    assert listening(sql, qapp.app.db.channel) == 0
 
 
 def test_listen_database_url_is_used(qapp, sql, workers, database_url) -> None:
@@ -212,7 +212,7 @@ def test_listen_database_url_is_used(qapp, sql, workers, database_url) -> None:
     url = f"{database_url}{separator}application_name=pgsched-listen-only"
     workers.start("queue_app.py", "--queues", "jobs",
                   env={"PGSCHED_LISTEN_DATABASE_URL": url, "PGSCHED_POLL_INTERVAL": "30"})
-    wait_for(lambda: listening(sql, qapp.app.channel, "pgsched-listen-only"), 30,
+    wait_for(lambda: listening(sql, qapp.app.db.channel, "pgsched-listen-only"), 30,
              what="LISTEN on the listen URL", logs=workers.logs)
     handle = qapp.jobs.enqueue(qapp.tick, 1)
     wait_status(sql, workers, handle.workflow_id, "SUCCESS", timeout=5)

@@ -369,6 +369,6 @@ class Dispatcher:
     def _handback_on(self, conn: psycopg.Connection, ids: list[str]) -> int:
         rows = conn.execute(
             self.db.sql("handback"),
-            {"worker": self.worker_id, "ids": ids, "now": utcnow(), "channel": self.app.channel},
+            {"worker": self.worker_id, "ids": ids, "now": utcnow(), "channel": self.app.db.channel},
         ).fetchall()
         return len(rows)

@@ -99,7 +99,7 @@ class Takeover:
         with self.app.db.connection(autocommit=True) as conn:
             rows = conn.execute(
                 self.app.db.sql("takeover"),
-                {"timeout_s": self.timeout, "now": utcnow(), "channel": self.app.channel},
+                {"timeout_s": self.timeout, "now": utcnow(), "channel": self.app.db.channel},
             ).fetchall()
         self.metrics.record_takeovers(rows)
         if rows:

@@ -123,7 +123,7 @@ class Worker:
             thread.start()
             self.loops.append(thread)
         if settings.listen:
-            self.listener = Listener(self.app.db, self.app.channel, self.dispatcher.notify,
+            self.listener = Listener(self.app.db, self.app.db.channel, self.dispatcher.notify,
                                      self.halt, url=settings.listen_database_url)
             self.listener.start()
         if health is not None:
