@@ -29,13 +29,25 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 DEFAULT_QUEUE = "default"
 
 
+def new_ids(count: int) -> list[str]:
+    """Time-ordered UUIDs (version 7 layout): new rows land at the right edge of the index.
+
+    One ``os.urandom`` call serves the whole batch: a system call per id was a tenth of what
+    ``enqueue_many`` spent in Python.
+    """
+    ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
+    entropy = os.urandom(10 * count)
+    ids = []
+    for offset in range(0, 10 * count, 10):
+        rand = int.from_bytes(entropy[offset:offset + 10], "big")
+        value = ms << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+        value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
+        ids.append(str(uuid.UUID(int=value)))
+    return ids
+
+
 def new_id() -> str:
-    """A time-ordered UUID (version 7 layout): new rows land at the right edge of the index."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
-    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    return new_ids(1)[0]
 
 
 def _seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -76,38 +88,33 @@ class Queue:
                     f"positive, got {self.rate_limit!r}"
                 )
 
-    def _row(
+    def _shared(
         self,
-        fn: Callable[..., Any],
-        args: tuple,
-        kwargs: dict,
         *,
-        workflow_id: str | None,
         priority: int,
         delay: float | timedelta | None,
-        dedup_key: str | None,
         max_attempts: int | None,
         timeout: float | timedelta | None,
         now: datetime,
     ) -> dict[str, Any]:
-        spec = self.app.registry.workflow_for(fn)
-        attempts = max_attempts or spec.max_attempts or self.app.settings.max_attempts
-        if attempts < 1:
-            raise ConfigurationError(f"max_attempts must be >= 1, got {attempts}")
+        """The column values every run of one enqueue call shares, validated once."""
+        if max_attempts is not None and max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {max_attempts}")
         timeout_s = _seconds(timeout, "timeout")
         if timeout_s == 0:
             raise ConfigurationError("timeout must be positive (or None for no timeout)")
         return {
-            "id": workflow_id or new_id(),
-            "name": spec.name,
             "queue": self.name,
             "priority": int(priority),
-            "dedup_key": dedup_key,
-            "inputs": encode_inputs(args, kwargs),
-            "max_attempts": attempts,
+            "max_attempts": max_attempts,
             "timeout_s": timeout_s,
             "not_before": now + timedelta(seconds=_seconds(delay, "delay") or 0),
         }
+
+    def _spec(self, fn: Callable[..., Any] | str, max_attempts: int | None) -> tuple[str, int]:
+        """The registered name of ``fn`` and the attempts its runs get."""
+        spec = self.app.registry.workflow_for(fn)
+        return spec.name, max_attempts or spec.max_attempts or self.app.settings.max_attempts
 
     def enqueue(
         self,
@@ -131,12 +138,14 @@ class Queue:
         transaction, so it exists exactly when the caller's own writes commit.
         """
         now = utcnow()
-        row = self._row(
-            fn, args, kwargs, workflow_id=workflow_id, priority=priority, delay=delay,
-            dedup_key=dedup_key, max_attempts=max_attempts, timeout=timeout, now=now,
-        )
-        params = {**row, "scheduled_at": None, "schedule_name": None, "parent_id": None,
-                  "forked_from": None, "now": now, "channel": self.app.db.channel}
+        shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
+                              timeout=timeout, now=now)
+        name, attempts = self._spec(fn, max_attempts)
+        params = {**shared, "id": workflow_id or new_id(), "name": name,
+                  "max_attempts": attempts, "dedup_key": dedup_key,
+                  "inputs": encode_inputs(args, kwargs), "scheduled_at": None,
+                  "schedule_name": None, "parent_id": None, "forked_from": None, "now": now,
+                  "channel": self.app.db.channel}
         self.app.ensure_schema()
         if conn is not None:
             return self._insert(conn, params, workflow_id, on_duplicate)
@@ -186,25 +195,38 @@ class Queue:
         timeout: float | timedelta | None = None,
         conn: Any = None,
     ) -> list[Handle]:
-        """Add many runs in one statement. Every item is validated before anything is sent."""
+        """Add many runs in one statement. Every item is validated before anything is sent.
+
+        The ids are fresh, and the batch sets no dedup keys, so nothing can conflict: the
+        insert takes the plain path, and the columns travel as binary arrays.
+        """
         now = utcnow()
-        rows = [
-            self._row(fn, tuple(args), dict(kwargs), workflow_id=None, priority=priority,
-                      delay=delay, dedup_key=None, max_attempts=max_attempts, timeout=timeout,
-                      now=now)
-            for fn, args, kwargs in items
-        ]
-        if not rows:
+        shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
+                              timeout=timeout, now=now)
+        specs: dict[Any, tuple[str, int]] = {}
+        names: list[str] = []
+        attempts: list[int] = []
+        inputs: list[str] = []
+        for fn, args, kwargs in items:
+            key = fn if isinstance(fn, str) else id(fn)
+            if key not in specs:
+                specs[key] = self._spec(fn, max_attempts)
+            name, tries = specs[key]
+            names.append(name)
+            attempts.append(tries)
+            inputs.append(encode_inputs(tuple(args), dict(kwargs)))
+        if not names:
             return []
+        count = len(names)
+        ids = new_ids(count)
         params = {
-            "ids": [r["id"] for r in rows],
-            "names": [r["name"] for r in rows],
-            "priorities": [r["priority"] for r in rows],
-            "dedup_keys": [None] * len(rows),
-            "inputs": [r["inputs"] for r in rows],
-            "max_attempts": [r["max_attempts"] for r in rows],
-            "timeouts": [r["timeout_s"] for r in rows],
-            "not_befores": [r["not_before"] for r in rows],
+            "ids": ids,
+            "names": names,
+            "priorities": [shared["priority"]] * count,
+            "inputs": inputs,
+            "max_attempts": attempts,
+            "timeouts": [shared["timeout_s"]] * count,
+            "not_befores": [shared["not_before"]] * count,
             "queue": self.name,
             "now": now,
             "channel": self.app.db.channel,
@@ -215,4 +237,4 @@ class Queue:
         else:
             with self.app.db.connection(autocommit=True) as pooled:
                 pooled.execute(self.app.db.sql("enqueue_many"), params)
-        return [Handle(self.app.db, r["id"]) for r in rows]
+        return [Handle(self.app.db, workflow_id) for workflow_id in ids]

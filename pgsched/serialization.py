@@ -27,6 +27,11 @@ def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+#: Values stored as they are; exact types, so a subclass (an IntEnum, say) takes the slow path.
+_PLAIN = frozenset({str, int, bool, type(None)})
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _to_json(value: Any, path: str) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -37,7 +42,10 @@ def _to_json(value: Any, path: str) -> Any:
             return {TAG: "float", "value": repr(value)}
         return value
     if isinstance(value, (list, tuple)):
-        items = [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if all(type(item) in _PLAIN for item in value):  # most job arguments: ids, names
+            items = list(value)
+        else:
+            items = [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
         return items if isinstance(value, list) else {TAG: "tuple", "items": items}
     if isinstance(value, dict):
         out = {}
@@ -133,7 +141,7 @@ def to_jsonable(value: Any, what: str = "value") -> Any:
 
 
 def dumps(value: Any, what: str = "value") -> str:
-    return json.dumps(_to_json(value, what), separators=(",", ":"))
+    return _ENCODER.encode(_to_json(value, what))
 
 
 def from_jsonable(data: Any) -> Any:
@@ -141,9 +149,8 @@ def from_jsonable(data: Any) -> Any:
 
 
 def encode_inputs(args: tuple, kwargs: dict) -> str:
-    return json.dumps(
-        {"args": _to_json(list(args), "argument"), "kwargs": _to_json(kwargs, "keyword")},
-        separators=(",", ":"),
+    return _ENCODER.encode(
+        {"args": _to_json(list(args), "argument"), "kwargs": _to_json(kwargs, "keyword")}
     )
 
 

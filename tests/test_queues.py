@@ -148,6 +148,26 @@ def test_async_jobs_run(qapp, sql, workers) -> None:
     assert [h.result(timeout=30) for h in handles] == [10, 11, 12, 13, 14]
 
 
+def test_enqueue_many_writes_each_item_with_its_own_workflow(qapp, sql) -> None:
+    """A batch mixes workflows: each row gets its function's name and attempts, the
+    call's shared options, a fresh time-ordered id, and the handles come back in order."""
+    handles = qapp.jobs.enqueue_many(
+        [(qapp.tick, (1,), {}), (qapp.always_fails, ("x",), {}), (qapp.tick, (2,), {})],
+        priority=7, delay=timedelta(hours=1), timeout=30,
+    )
+    rows = sql("SELECT id, name, max_attempts, priority, timeout_s, inputs, status, "
+               "not_before - created_at FROM workflows ORDER BY seq")
+    assert [row[0] for row in rows] == [h.workflow_id for h in handles]
+    assert len({row[0] for row in rows}) == 3
+    assert {(row[0][:13], row[0][14]) for row in rows} == {(rows[0][0][:13], "7")}  # one ms, v7
+    assert [(row[1].rsplit(".", 1)[-1], row[2]) for row in rows] == [
+        ("tick", 5), ("always_fails", 3), ("tick", 5)]
+    assert {(row[3], row[4], row[6], row[7]) for row in rows} == {
+        (7, 30.0, "ENQUEUED", timedelta(hours=1))}
+    assert [row[5]["args"] for row in rows] == [[1], ["x"], [2]]
+    assert qapp.jobs.enqueue_many([]) == []
+
+
 def test_bad_input_is_rejected_and_writes_nothing(qapp, sql, make_app) -> None:
     app = qapp.app
     with pytest.raises(UnknownQueue, match="'nope' is not defined"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import enum
 import json
 import uuid
 
@@ -43,6 +44,20 @@ def test_extra_types_round_trip_through_json():
 def test_inputs_round_trip():
     args, kwargs = decode_inputs(json.loads(encode_inputs((1, "a"), {"at": dt.date(2026, 1, 1)})))
     assert args == (1, "a") and kwargs == {"at": dt.date(2026, 1, 1)}
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+def test_plain_lists_keep_every_check_of_their_items():
+    """Lists of plain scalars skip the per-item walk; anything else in them still gets it."""
+    args = (1, "a", None, True, [float("nan"), dt.date(2026, 1, 1)], [Level.HIGH])
+    decoded, _ = decode_inputs(json.loads(encode_inputs(args, {})))
+    assert decoded[:4] == (1, "a", None, True) and decoded[5] == [2]
+    assert decoded[4][0] != decoded[4][0] and decoded[4][1] == dt.date(2026, 1, 1)
+    with pytest.raises(SerializationError, match=r"argument\[1\]\[0\] is a object"):
+        encode_inputs((1, [object()]), {})
 
 
 @pytest.mark.parametrize(
