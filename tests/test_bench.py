@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 
+from pgsched.bench import REFERENCE_CEILING, TARGETS
 from tests.conftest import ROOT
 
 
@@ -28,6 +30,13 @@ def test_bench_reports_every_measurement_and_cleans_up(env, database_url) -> Non
     assert result["drain_per_s"] > 0 and result["statements_per_job"] > 0
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    ceiling = result["ceiling"]
+    assert ceiling["tool"] in ("pgbench", "psycopg") and ceiling["per_s"] > 0
+    assert ceiling["per_s"] == sum(ceiling["samples"]) / 2 and ceiling["psycopg_per_s"] > 0
+    for key, ratio in result["versus_ceiling"].items():
+        assert ratio == result[key] / ceiling["per_s"], key
+        assert result["scaled_targets"][key] == pytest.approx(
+            TARGETS[key] * ceiling["per_s"] / REFERENCE_CEILING), key
     with psycopg.connect(database_url) as conn:
         left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
                             (result["schema"],)).fetchone()[0]

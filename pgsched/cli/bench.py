@@ -23,9 +23,11 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
     """Measure enqueue, drain, latency and idle load in a throwaway schema (dropped after).
 
     Commits stay as durable as the server is configured (fsync and synchronous_commit are
-    printed); the draining worker is a real `pgsched worker` subprocess.
+    printed); the draining worker is a real `pgsched worker` subprocess. Each rate is also
+    given against this machine's own ceiling (a bare one-row INSERT per transaction), with the
+    reference machine's targets scaled to it.
     """
-    from pgsched.bench import Bench, BenchConfig
+    from pgsched.bench import REFERENCE_CEILING, Bench, BenchConfig
 
     url = database_of(ctx).url
     result = Bench(url, BenchConfig(jobs, concurrency, latency_samples, idle_seconds)).run()
@@ -34,13 +36,21 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
         return
     server = result["server"]
     latency = result["latency_ms"]
+    ceiling = result["ceiling"]
+
+    def rate(key: str, unit: str = "jobs/s") -> str:
+        return (f"{result[key]:,.0f} {unit}  ({result['versus_ceiling'][key]:.2f}x ceiling; "
+                f"target {result['scaled_targets'][key]:,.0f} here)")
+
     rows = [
         ("server", f"PostgreSQL {server['server_version']}, fsync={server['fsync']}, "
                    f"synchronous_commit={server['synchronous_commit']}"),
-        ("single enqueue (1 txn each)", f"{result['single_enqueue_per_s']:,.0f} jobs/s"),
-        ("batch enqueue (enqueue_many)", f"{result['batch_enqueue_per_s']:,.0f} jobs/s"),
-        (f"drain {jobs:,} no-op jobs, concurrency {concurrency}",
-         f"{result['drain_per_s']:,.0f} jobs/s"),
+        (f"ceiling: 1-row INSERT per txn ({ceiling['tool']})",
+         f"{ceiling['per_s']:,.0f} /s  (psycopg {ceiling['psycopg_per_s']:,.0f} /s; "
+         f"reference machine {REFERENCE_CEILING:,.0f} /s)"),
+        ("single enqueue (1 txn each)", rate("single_enqueue_per_s")),
+        ("batch enqueue (enqueue_many)", rate("batch_enqueue_per_s")),
+        (f"drain {jobs:,} no-op jobs, concurrency {concurrency}", rate("drain_per_s")),
         ("enqueue-to-start p50 / p95 / p99",
          f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['p99']:.2f} ms"),
         ("idle worker statements", f"{result['idle_statements_per_s']:.2f} /s"),

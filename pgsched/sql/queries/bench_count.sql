@@ -1,2 +1,3 @@
--- pgsched bench: runs of one queue in one status.
-SELECT count(*) FROM {schema}.workflows WHERE queue = %(queue)s AND status = %(status)s
+-- pgsched bench: top-level runs of one queue still waiting or running (workflows_active).
+SELECT count(*) FROM {schema}.workflows
+WHERE queue = %(queue)s AND status IN ('ENQUEUED', 'RUNNING') AND parent_id IS NULL
