@@ -2,8 +2,14 @@
 
 One thread owns one connection. Each round writes every outcome that finished since the last
 round and claims new runs for the freed capacity, in one transaction sent as one pipeline:
-BEGIN, the batched finish, one claim per ready queue and COMMIT cost a single network round
-trip and a single commit, however many runs the round finishes and starts.
+the batched finish and one claim per ready queue cost a single network round trip and a
+single commit, however many runs the round finishes and starts.
+
+The transaction is the pipeline's implicit one: PostgreSQL runs every statement up to the
+pipeline's single Sync message in one transaction, committed at the Sync (or rolled back as a
+whole if a statement fails). An explicit ``conn.transaction()`` inside the pipeline would add
+BEGIN and COMMIT and make psycopg sync the pipeline on entry, an extra round trip: measured
+here, it cost a third of the drain rate and 0.6 ms of every idle worker's start latency.
 
 Waking up: the listener reports each enqueue (NOTIFY) at once. Polling is the fallback: every
 ``poll_interval`` while there is no working LISTEN connection (poll-only mode, a pooler, a
@@ -241,7 +247,7 @@ class Dispatcher:
             started = time.perf_counter()
             now = utcnow()
             try:
-                with conn.pipeline(), conn.transaction():
+                with conn.pipeline():
                     finished = self._send_finish(conn, writes, now) if writes else None
                     cursors = [
                         (queue, want, send_claim(conn, self.db, queue, want,
