@@ -20,6 +20,7 @@ from pgsched.errors import (
     SerializationError,
     UnknownQueue,
 )
+from pgsched.queues import BATCH_CHUNK
 from tests.conftest import APPS, ROOT
 from tests.waiting import wait_for
 
@@ -166,6 +167,25 @@ def test_enqueue_many_writes_each_item_with_its_own_workflow(qapp, sql) -> None:
         (7, 30.0, "ENQUEUED", timedelta(hours=1))}
     assert [row[5]["args"] for row in rows] == [[1], ["x"], [2]]
     assert qapp.jobs.enqueue_many([]) == []
+
+
+def test_enqueue_many_is_all_or_nothing_across_chunks(qapp, sql, database_url) -> None:
+    """The batch goes out in chunks down one pipeline; a bad item in a later chunk, after
+    earlier chunks reached the server, still leaves nothing behind, and inside the caller's
+    transaction it leaves the caller's own writes usable."""
+    good = [(qapp.tick, (i,), {}) for i in range(BATCH_CHUNK + 500)]
+    with pytest.raises(SerializationError, match=r"argument\[0\] is a object"):
+        qapp.jobs.enqueue_many([*good, (qapp.tick, (object(),), {})])
+    assert sql("SELECT count(*) FROM workflows") == [(0,)]
+    with psycopg.connect(database_url) as conn:
+        conn.execute("CREATE TEMP TABLE mine (x int)")
+        conn.execute("INSERT INTO mine VALUES (1)")
+        with pytest.raises(NotRegistered):
+            qapp.jobs.enqueue_many([*good, (qapp.not_registered, (), {})], conn=conn)
+        assert conn.execute("SELECT count(*) FROM mine").fetchone() == (1,)
+        handles = qapp.jobs.enqueue_many(good, conn=conn)
+        conn.commit()
+    assert sql("SELECT count(*) FROM workflows") == [(len(good),)] == [(len(handles),)]
 
 
 def test_bad_input_is_rejected_and_writes_nothing(qapp, sql, make_app) -> None:
