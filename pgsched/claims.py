@@ -75,6 +75,12 @@ def send_claim(
     )
 
 
+def claim_statements(queue: Queue) -> int:
+    """How many statements ``send_claim`` sends for ``queue``: a rate-limited claim takes the
+    queue's advisory lock in a statement of its own first, and both must share a transaction."""
+    return 1 if queue.rate_limit is None else 2
+
+
 def claim(
     conn: Any,
     db: Database,

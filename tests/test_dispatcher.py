@@ -8,6 +8,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from pgsched.bench import Proxy
+from pgsched.claims import claim_statements, declare_queues
+from pgsched.clock import utcnow
 from pgsched.runs import Outcome
 from pgsched.worker.dispatcher import Dispatcher
 from pgsched.worker.metrics import WorkerMetrics
@@ -51,3 +54,33 @@ def test_a_failing_claim_rolls_back_the_finish_sent_with_it(make_app, sql) -> No
     assert sql("SELECT id, status FROM workflows ORDER BY id") == [
         (done, "SUCCESS"), ("poison", "RUNNING")]
     conn.close()
+
+
+def test_claim_statements_counts_what_a_round_sends(make_app, database_url, sql) -> None:
+    """The dispatcher skips the pipeline for a round of one statement, trusting
+    ``claim_statements``; a rate-limited claim must never be sent alone, or its advisory
+    lock would end with its own statement. Statements are counted on the wire."""
+    proxy = Proxy(database_url)
+    try:
+        app = make_app("counted", database_url=proxy.url(database_url))
+        plain, rated = app.queue("plain"), app.queue("rated", rate_limit=(100, 1))
+
+        @app.workflow()
+        def job() -> None:
+            """Never runs: the test drives the dispatcher's rounds by hand."""
+
+        app.migrate()
+        declare_queues(app.db, [plain, rated], utcnow())
+        dispatcher = Dispatcher(app, "w-test", [plain, rated], 4, WorkerMetrics())
+        dispatcher.executor.submit = lambda task: None
+        conn = dispatcher._connect()
+        for queue in (plain, rated):
+            queue.enqueue(job)
+            dispatcher.ready = {queue.name}
+            before = proxy.counts.snapshot()
+            assert dispatcher._round(conn, claim_more=True) == 1
+            assert proxy.counts.snapshot() - before == claim_statements(queue)
+        assert (claim_statements(plain), claim_statements(rated)) == (1, 2)
+        conn.close()
+    finally:
+        proxy.close()
