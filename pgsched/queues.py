@@ -211,44 +211,68 @@ class Queue:
         """Add many runs at once, atomically: all of them or, on any bad item, none.
 
         The ids are fresh and a batch sets no dedup keys, so nothing can conflict: the insert
-        takes the plain path, its columns travel as binary arrays, and the batch goes out in
-        chunks of ``BATCH_CHUNK`` rows down one pipeline, so the server inserts one chunk
-        while this process serializes the next. One transaction (a savepoint inside the
-        caller's) holds them all; the whole batch costs two round trips.
+        takes the plain path and its columns travel as binary arrays. A batch of up to
+        ``BATCH_CHUNK`` items is one statement, atomic by itself: one round trip. A larger
+        one goes out in chunks down one pipeline, so the server inserts one chunk while this
+        process serializes the next, inside one transaction (a savepoint in the caller's),
+        so that a bad item found after earlier chunks were sent still leaves nothing behind.
         """
         now = utcnow()
         shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
                               timeout=timeout, now=now)
-        specs: dict[Any, tuple[str, int]] = {}
-        pending = iter(items)
         ids: list[str] = []
+        chunks = self._chunks(iter(items), shared, max_attempts, now, ids)
+        first = next(chunks, None)
+        if first is None:
+            return []
+        statement = self.app.db.sql("enqueue_many")
         self.app.ensure_schema()
-        with self._batch_connection(conn) as target, target.pipeline(), target.transaction():
-            while chunk := list(itertools.islice(pending, BATCH_CHUNK)):
-                names: list[str] = []
-                attempts: list[int] = []
-                inputs: list[str] = []
-                for fn, args, kwargs in chunk:
-                    key = fn if isinstance(fn, str) else id(fn)
-                    if key not in specs:
-                        specs[key] = self._spec(fn, max_attempts)
-                    name, tries = specs[key]
-                    names.append(name)
-                    attempts.append(tries)
-                    inputs.append(encode_inputs(tuple(args), dict(kwargs)))
-                count = len(names)
-                chunk_ids = new_ids(count)
-                target.cursor().execute(self.app.db.sql("enqueue_many"), {
-                    "ids": chunk_ids,
-                    "names": names,
-                    "priorities": [shared["priority"]] * count,
-                    "inputs": inputs,
-                    "max_attempts": attempts,
-                    "timeouts": [shared["timeout_s"]] * count,
-                    "not_befores": [shared["not_before"]] * count,
-                    "queue": self.name,
-                    "now": now,
-                    "channel": self.app.db.channel,
-                })
-                ids.extend(chunk_ids)
+        with self._batch_connection(conn) as target:
+            second = next(chunks, None)
+            if second is None:
+                target.execute(statement, first)
+            else:
+                with target.pipeline(), target.transaction():
+                    for params in itertools.chain((first, second), chunks):
+                        target.cursor().execute(statement, params)
         return [Handle(self.app.db, workflow_id) for workflow_id in ids]
+
+    def _chunks(
+        self,
+        pending: Iterator[tuple[Callable[..., Any], tuple, dict]],
+        shared: dict[str, Any],
+        max_attempts: int | None,
+        now: datetime,
+        ids: list[str],
+    ) -> Iterator[dict[str, Any]]:
+        """The parameters of ``enqueue_many``'s statements, ``BATCH_CHUNK`` rows each,
+        validated and serialized one chunk at a time; every id handed out lands in ``ids``."""
+        specs: dict[Any, tuple[str, int]] = {}
+        while chunk := list(itertools.islice(pending, BATCH_CHUNK)):
+            names: list[str] = []
+            attempts: list[int] = []
+            inputs: list[str] = []
+            for fn, args, kwargs in chunk:
+                key = fn if isinstance(fn, str) else id(fn)
+                if key not in specs:
+                    specs[key] = self._spec(fn, max_attempts)
+                name, tries = specs[key]
+                names.append(name)
+                attempts.append(tries)
+                inputs.append(encode_inputs(tuple(args), dict(kwargs)))
+            count = len(names)
+            chunk_ids = new_ids(count)
+            ids.extend(chunk_ids)
+            yield {
+                "ids": chunk_ids,
+                "names": names,
+                "priorities": [shared["priority"]] * count,
+                "inputs": inputs,
+                "max_attempts": attempts,
+                "timeouts": [shared["timeout_s"]] * count,
+                "not_befores": [shared["not_before"]] * count,
+                "queue": self.name,
+                "now": now,
+                "channel": self.app.db.channel,
+            }
+

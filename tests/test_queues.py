@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from freezegun import freeze_time
 
+from pgsched.bench import Proxy
 from pgsched.claims import claim, ready_queues
 from pgsched.clock import utcnow
 from pgsched.errors import (
@@ -173,7 +174,7 @@ def test_enqueue_many_is_all_or_nothing_across_chunks(qapp, sql, database_url) -
     """The batch goes out in chunks down one pipeline; a bad item in a later chunk, after
     earlier chunks reached the server, still leaves nothing behind, and inside the caller's
     transaction it leaves the caller's own writes usable."""
-    good = [(qapp.tick, (i,), {}) for i in range(BATCH_CHUNK + 500)]
+    good = [(qapp.tick, (i,), {}) for i in range(2 * BATCH_CHUNK + 500)]  # the third chunk
     with pytest.raises(SerializationError, match=r"argument\[0\] is a object"):
         qapp.jobs.enqueue_many([*good, (qapp.tick, (object(),), {})])
     assert sql("SELECT count(*) FROM workflows") == [(0,)]
@@ -186,6 +187,30 @@ def test_enqueue_many_is_all_or_nothing_across_chunks(qapp, sql, database_url) -
         handles = qapp.jobs.enqueue_many(good, conn=conn)
         conn.commit()
     assert sql("SELECT count(*) FROM workflows") == [(len(good),)] == [(len(handles),)]
+
+
+def test_a_batch_of_one_chunk_is_one_statement(make_app, database_url, sql) -> None:
+    """Counted on the wire: a batch that fits one chunk is a single statement (one round
+    trip); only larger batches open a transaction around their chunks."""
+    proxy = Proxy(database_url)
+    try:
+        app = make_app("counted", database_url=proxy.url(database_url))
+        queue = app.queue("jobs")
+
+        @app.workflow()
+        def job(index: int) -> None:
+            """Never runs."""
+
+        app.migrate()
+        before = proxy.counts.snapshot()
+        queue.enqueue_many([(job, (i,), {}) for i in range(BATCH_CHUNK)])
+        assert proxy.counts.snapshot() - before == 1
+        before = proxy.counts.snapshot()
+        queue.enqueue_many([(job, (i,), {}) for i in range(BATCH_CHUNK + 1)])
+        assert proxy.counts.snapshot() - before == 4  # BEGIN, two chunks, COMMIT
+    finally:
+        proxy.close()
+    assert sql("SELECT count(*) FROM workflows") == [(2 * BATCH_CHUNK + 1,)]
 
 
 def test_bad_input_is_rejected_and_writes_nothing(qapp, sql, make_app) -> None:
