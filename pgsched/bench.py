@@ -40,10 +40,11 @@ from pgsched.settings import Settings, load_settings
 
 BENCH_QUEUES = ("drain", "latency", "counted")
 
-#: The issue's reference machine: its bare ``pgbench`` one-row INSERT rate, and pgsched's
-#: targets there. Machines differ several-fold in commit and round-trip cost (this project's
-#: CI machines run the same INSERT at 1,100-4,700/s from one hour to the next), so the bench
-#: measures this machine's own ceiling in the same run and scales the targets by it.
+#: The reference machine pgsched's targets were set on: its bare ``pgbench`` one-row INSERT
+#: rate, and the targets there. Machines differ several-fold in commit and round-trip cost
+#: (this project's CI machines run the same INSERT at 1,100-4,700/s from one hour to the
+#: next), so the bench measures this machine's own ceiling in the same run and scales the
+#: targets by it.
 REFERENCE_CEILING = 6_800.0
 TARGETS = {"single_enqueue_per_s": 4_000.0, "batch_enqueue_per_s": 80_000.0,
            "drain_per_s": 5_000.0}
@@ -282,8 +283,8 @@ class Bench:
 
     def _ceiling(self) -> dict[str, float | None]:
         """This machine's rate of one-row INSERTs, one transaction each, from one client:
-        through psycopg as pgsched itself connects, and through ``pgbench`` (the issue's
-        yardstick) when it is installed."""
+        through psycopg as pgsched itself connects, and through ``pgbench`` (the yardstick
+        the targets were set with) when it is installed."""
         insert = self.app.db.sql("bench_ceiling_insert")
         with self.app.db.connection(autocommit=True) as conn:
             conn.execute(self.app.db.sql("bench_ceiling_table"))

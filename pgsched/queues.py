@@ -111,7 +111,6 @@ class Queue:
         return {
             "queue": self.name,
             "priority": int(priority),
-            "max_attempts": max_attempts,
             "timeout_s": timeout_s,
             "not_before": now + timedelta(seconds=_seconds(delay, "delay") or 0),
         }
@@ -152,12 +151,8 @@ class Queue:
                   "schedule_name": None, "parent_id": None, "forked_from": None, "now": now,
                   "channel": self.app.db.channel}
         self.app.ensure_schema()
-        if conn is not None:
-            return self._insert(conn, params, workflow_id, on_duplicate)
-        # One statement is its own transaction: autocommit saves the BEGIN and COMMIT round
-        # trips. The dedup look-ups that may follow only read.
-        with self.app.db.connection(autocommit=True) as pooled:
-            return self._insert(pooled, params, workflow_id, on_duplicate)
+        with self._connection(conn) as target:
+            return self._insert(target, params, workflow_id, on_duplicate)
 
     def _insert(
         self, conn: Any, params: dict[str, Any], workflow_id: str | None, on_duplicate: str
@@ -191,7 +186,10 @@ class Queue:
         return Handle(self.app.db, found["id"])
 
     @contextmanager
-    def _batch_connection(self, conn: Any) -> Iterator[Any]:
+    def _connection(self, conn: Any) -> Iterator[Any]:
+        """The caller's connection (its transaction), else a pooled one in autocommit: an
+        enqueue is one statement, its own transaction, and BEGIN and COMMIT would each cost a
+        round trip. The dedup look-ups that may follow it only read."""
         if conn is not None:
             yield conn
             return
@@ -227,7 +225,7 @@ class Queue:
             return []
         statement = self.app.db.sql("enqueue_many")
         self.app.ensure_schema()
-        with self._batch_connection(conn) as target:
+        with self._connection(conn) as target:
             second = next(chunks, None)
             if second is None:
                 target.execute(statement, first)
