@@ -5,6 +5,8 @@ it to the promise that they commit together or not at all."""
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
@@ -14,6 +16,7 @@ from pgsched.clock import utcnow
 from pgsched.runs import Outcome
 from pgsched.worker.dispatcher import Dispatcher
 from pgsched.worker.metrics import WorkerMetrics
+from tests.waiting import wait_for
 
 POISON = """
 CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -84,3 +87,52 @@ def test_claim_statements_counts_what_a_round_sends(make_app, database_url, sql)
         conn.close()
     finally:
         proxy.close()
+
+
+def test_rate_limited_claims_take_their_locks_in_one_order(make_app, database_url, schema):
+    """Two rate-limited queues, and a round whose rotation starts at the second: its claims
+    must still lock the queues in name order. A peer worker holds the first queue's lock and
+    then asks for the second's, as a peer sending in name order does; had the round taken
+    the second lock first, PostgreSQL would abort one side with a deadlock."""
+    app = make_app("locks")
+    first = app.queue("rate-a", rate_limit=(100, 1))
+    second = app.queue("rate-b", rate_limit=(100, 1))
+
+    @app.workflow()
+    def job() -> None:
+        """Never runs: the test drives the dispatcher's rounds by hand."""
+
+    app.migrate()
+    declare_queues(app.db, [first, second], utcnow())
+    first.enqueue(job)
+    second.enqueue(job)
+    dispatcher = Dispatcher(app, "w-test", [first, second], 2, WorkerMetrics())
+    dispatcher.executor.submit = lambda task: None
+    dispatcher._rotation = 0  # the next plan starts at index 1: rate-b before rate-a
+    assert [queue.name for queue, _ in dispatcher._plan()][0] == "rate-b"
+    dispatcher._rotation = 0
+    conn = dispatcher._connect()
+    lock = app.db.sql("rate_window")
+    outcome: dict[str, object] = {}
+    with psycopg.connect(database_url) as peer, \
+            psycopg.connect(database_url, autocommit=True) as watcher:
+        peer.execute(lock, {"schema": schema, "queue": "rate-a"})
+        round_thread = threading.Thread(
+            target=lambda: outcome.update(claimed=_round_or_error(dispatcher, conn)))
+        round_thread.start()
+        wait_for(lambda: watcher.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+            (conn.info.backend_pid,)).fetchone() == ("Lock",), 10,
+            what="the round to wait for the peer's lock")
+        peer.execute(lock, {"schema": schema, "queue": "rate-b"})
+        peer.commit()
+    round_thread.join(10)
+    conn.close()
+    assert outcome == {"claimed": 2}
+
+
+def _round_or_error(dispatcher: Dispatcher, conn: psycopg.Connection) -> int | str:
+    try:
+        return dispatcher._round(conn, claim_more=True)
+    except psycopg.Error as exc:
+        return repr(exc)

@@ -253,11 +253,14 @@ class Dispatcher:
                 statements = bool(writes) + sum(claim_statements(q) for q, _ in plan)
                 with conn.pipeline() if statements > 1 else contextlib.nullcontext():
                     finished = self._send_finish(conn, writes, now) if writes else None
+                    # In queue-name order, whatever the rotation: a rate-limited claim holds
+                    # its queue's advisory lock until the round commits, and two workers
+                    # taking two such locks in opposite orders would deadlock.
                     cursors = [
                         (queue, want, send_claim(conn, self.db, queue, want,
                                                  worker_id=self.worker_id, names=self.names,
                                                  now=now))
-                        for queue, want in plan
+                        for queue, want in sorted(plan, key=lambda share: share[0].name)
                     ]
                 results = [(queue, want, cursor.fetchall()) for queue, want, cursor in cursors]
                 if finished is not None:
