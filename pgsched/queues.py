@@ -34,6 +34,24 @@ DEFAULT_QUEUE = "default"
 BATCH_CHUNK = 1_000
 
 
+def wake_payload(queue: str, not_before: datetime, now: datetime) -> str:
+    """What an enqueue NOTIFYs: the queue's name, and for a run that may not start yet, also
+    when it may (``emails@1795000000.5``), so idle workers set a timer instead of looking.
+    Queue names cannot hold '@'."""
+    if not_before <= now:
+        return queue
+    return f"{queue}@{not_before.timestamp()!r}"
+
+
+def parse_wake(payload: str) -> tuple[str, float | None]:
+    """The queue a NOTIFY names, and the Unix time its run may start at (None: now)."""
+    queue, _, at = payload.partition("@")
+    try:
+        return queue, float(at) if at else None
+    except ValueError:
+        return queue, None
+
+
 def new_ids(count: int) -> list[str]:
     """Time-ordered UUIDs (version 7 layout): new rows land at the right edge of the index.
 
@@ -149,7 +167,8 @@ class Queue:
                   "max_attempts": attempts, "dedup_key": dedup_key,
                   "inputs": encode_inputs(args, kwargs), "scheduled_at": None,
                   "schedule_name": None, "parent_id": None, "forked_from": None, "now": now,
-                  "channel": self.app.db.channel}
+                  "channel": self.app.db.channel,
+                  "wake": wake_payload(self.name, shared["not_before"], now)}
         self.app.ensure_schema()
         with self._connection(conn) as target:
             return self._insert(target, params, workflow_id, on_duplicate)
@@ -272,5 +291,6 @@ class Queue:
                 "queue": self.name,
                 "now": now,
                 "channel": self.app.db.channel,
+                "wake": wake_payload(self.name, shared["not_before"], now),
             }
 

@@ -22,6 +22,7 @@ from loguru import logger
 
 from pgsched.clock import utcnow
 from pgsched.cron import CronSchedule
+from pgsched.queues import wake_payload
 from pgsched.serialization import encode_inputs
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ class Scheduler:
                 "forked_from": None,
                 "now": now,
                 "channel": self.app.db.channel,
+                "wake": wake_payload(schedule.queue, tick, now),
             },
         ).fetchone()
         if inserted is None:

@@ -21,7 +21,7 @@ from pgsched.errors import (
     SerializationError,
     UnknownQueue,
 )
-from pgsched.queues import BATCH_CHUNK
+from pgsched.queues import BATCH_CHUNK, parse_wake, wake_payload
 from tests.conftest import APPS, ROOT
 from tests.waiting import wait_for
 
@@ -261,6 +261,31 @@ def test_notify_wakes_an_idle_worker(qapp, sql, workers) -> None:
     for index in range(3):
         handle = qapp.jobs.enqueue(qapp.tick, index)
         wait_status(sql, workers, handle.workflow_id, "SUCCESS", timeout=5)
+
+
+def test_delayed_runs_and_retries_start_on_time_without_polling(qapp, sql, workers) -> None:
+    """The fallback poll is 30 s (300 s while listening). A delayed enqueue's NOTIFY carries
+    its start time and a retry's backoff is known to the worker that wrote it, so both start
+    when due, not at the next poll."""
+    workers.start("queue_app.py", "--queues", "jobs", env={"PGSCHED_POLL_INTERVAL": "30"})
+    wait_for(lambda: listening(sql, qapp.app.db.channel), 30, what="the LISTEN connection",
+             logs=workers.logs)
+    delayed = qapp.jobs.enqueue(qapp.tick, 1, delay=1.5)
+    failing = qapp.jobs.enqueue(qapp.always_fails, "boom")
+    wait_status(sql, workers, delayed.workflow_id, "SUCCESS", timeout=10)
+    wait_status(sql, workers, failing.workflow_id, "DEAD", timeout=15)
+    ((late,),) = sql("SELECT extract(epoch FROM started_at - not_before) FROM workflows "
+                     "WHERE id = %s", (delayed.workflow_id,))
+    assert 0 <= late < 1.0
+    assert len(sql("SELECT at FROM log WHERE label = 'attempt'")) == 3
+
+
+def test_wake_payload_round_trips() -> None:
+    now = utcnow()
+    assert parse_wake(wake_payload("emails", now, now)) == ("emails", None)
+    later = now + timedelta(seconds=90)
+    assert parse_wake(wake_payload("a.b:c-d", later, now)) == ("a.b:c-d", later.timestamp())
+    assert parse_wake("emails@not-a-time") == ("emails", None)
 
 
 def test_poll_only_mode_still_runs_jobs(qapp, sql, workers) -> None:

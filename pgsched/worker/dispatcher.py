@@ -36,6 +36,7 @@ from loguru import logger
 from pgsched.claims import claim_statements, peek, send_claim
 from pgsched.clock import utcnow
 from pgsched.errors import JobTimeout
+from pgsched.queues import parse_wake
 from pgsched.runs import Outcome, error_json, execute_claimed, finish_params
 from pgsched.worker.executor import Executor
 from pgsched.worker.listener import CONNECTED, DISCONNECTED
@@ -90,22 +91,35 @@ class Dispatcher:
         self.blocked = False
         self.next_poll = 0.0
         self.next_due: float | None = None
+        #: Unix times at which runs this worker heard of (delayed enqueues, its own retries)
+        #: may start; the loop folds them into ``next_due``.
+        self.expected: deque[float] = deque()
+        self.limited = {q.name for q in queues if q.concurrency is not None or q.rate_limit}
         self._rotation = 0
         self.last_round = time.monotonic()
 
     # -- called from other threads -----------------------------------------------------------
 
     def notify(self, payload: str) -> None:
-        """A NOTIFY payload (a queue name) or the listener's connection news."""
+        """A NOTIFY payload (``queues.wake_payload``) or the listener's connection news."""
         if payload == CONNECTED or payload == DISCONNECTED:
             # Notifications sent while nobody listened are lost: look at every queue now.
             self.listening = payload == CONNECTED
             self.next_poll = 0.0
             self.wake.set()
-        elif payload in self.queue_names:
-            self.ready.add(payload)
+            return
+        queue, at = parse_wake(payload)
+        if queue not in self.queue_names:
+            return
+        if at is None:
+            self.ready.add(queue)  # the next round claims it; no poll needed after that
+        else:
+            self.expected.append(at)  # a delayed run: look again when it comes due
+        if queue in self.limited:
+            # The claim may find the limit full: the poll after it tells whether runs wait
+            # on capacity held elsewhere, which no NOTIFY will announce when it frees up.
             self.next_poll = 0.0
-            self.wake.set()
+        self.wake.set()
 
     def _done(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -140,6 +154,7 @@ class Dispatcher:
             self._expire(now)
             if claimed:
                 continue
+            self._fold_expected(now)
             if now >= self.next_poll or (self.next_due is not None and now >= self.next_due):
                 try:
                     if self._poll(conn, now) and self._capacity() > 0:
@@ -214,6 +229,12 @@ class Dispatcher:
         )
         return bool(ready)
 
+    def _fold_expected(self, now: float) -> None:
+        wall = time.time()
+        while self.expected:
+            due = now + max(0.0, self.expected.popleft() - wall)
+            self.next_due = due if self.next_due is None else min(self.next_due, due)
+
     @staticmethod
     def _monotonic_due(due: list[datetime], wall: datetime, now: float) -> float | None:
         if not due:
@@ -265,6 +286,8 @@ class Dispatcher:
                 results = [(queue, want, cursor.fetchall()) for queue, want, cursor in cursors]
                 if finished is not None:
                     self._report_fenced(writes, {row["id"] for row in finished.fetchall()})
+                self.expected.extend(o.not_before.timestamp() for o in writes
+                                     if o.status == "ENQUEUED" and o.not_before is not None)
             except BaseException:
                 self.outcomes.extendleft(reversed(writes))  # written by the next round
                 raise

@@ -1,4 +1,5 @@
--- Insert one run; a duplicate id or a taken dedup key inserts nothing. Wakes idle workers.
+-- Insert one run; a duplicate id or a taken dedup key inserts nothing. Wakes idle workers
+-- (the payload is the queue, and for a delayed run its start time: queues.wake_payload).
 WITH ins AS (
     INSERT INTO {schema}.workflows
         (id, name, status, queue, priority, dedup_key, inputs, max_attempts, timeout_s,
@@ -8,6 +9,6 @@ WITH ins AS (
          %(max_attempts)s, %(timeout_s)s, %(not_before)s, %(scheduled_at)s, %(schedule_name)s,
          %(parent_id)s, %(forked_from)s, %(now)s, %(now)s)
     ON CONFLICT DO NOTHING
-    RETURNING id, queue
+    RETURNING id
 )
-SELECT id, pg_notify(%(channel)s, queue) IS NULL AS notified FROM ins
+SELECT id, pg_notify(%(channel)s, %(wake)s) IS NULL AS notified FROM ins

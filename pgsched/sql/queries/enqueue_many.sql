@@ -14,6 +14,6 @@ WITH ins AS (
          AS b(id, name, priority, inputs, max_attempts, timeout_s, not_before)
     RETURNING 1
 ), wake AS (
-    SELECT pg_notify(%(channel)s, %(queue)s) FROM (SELECT 1 FROM ins LIMIT 1) AS any_row
+    SELECT pg_notify(%(channel)s, %(wake)s) FROM (SELECT 1 FROM ins LIMIT 1) AS any_row
 )
 SELECT count(*) AS inserted, (SELECT count(*) FROM wake) AS woken FROM ins
