@@ -13,10 +13,12 @@ here, it cost a third of the drain rate and 0.6 ms of every idle worker's start 
 round of one statement (an idle worker claiming a fresh run) skips the pipeline altogether:
 entering and leaving pipeline mode cost another 0.3 ms of that latency.
 
-Waking up: the listener reports each enqueue (NOTIFY) at once. Polling is the fallback: every
-``poll_interval`` while there is no working LISTEN connection (poll-only mode, a pooler, a
-lost connection) or while runs wait on a limit held elsewhere; otherwise an idle worker sleeps
-until the next delayed run comes due, checking in only every ``IDLE_POLL_FACTOR`` intervals.
+Waking up: the listener reports each enqueue (NOTIFY) at once; a delayed run's NOTIFY says
+when it comes due, and the retries this worker writes are timed the same way, so neither
+needs a query to be found. Polling is the fallback: every ``poll_interval`` while there is no
+working LISTEN connection (poll-only mode, a pooler, a lost connection) or while runs wait on
+a limit held elsewhere; otherwise an idle worker sleeps until the next delayed run comes due,
+checking in only every ``IDLE_POLL_FACTOR`` intervals.
 """
 
 from __future__ import annotations
