@@ -237,8 +237,7 @@ class Queue:
         now = utcnow()
         shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
                               timeout=timeout, now=now)
-        ids: list[str] = []
-        chunks = self._chunks(iter(items), shared, max_attempts, now, ids)
+        chunks = self._chunks(iter(items), shared, max_attempts, now)
         first = next(chunks, None)
         if first is None:
             return []
@@ -248,10 +247,13 @@ class Queue:
             second = next(chunks, None)
             if second is None:
                 target.execute(statement, first)
+                ids = first["ids"]
             else:
+                ids = []
                 with target.pipeline(), target.transaction():
                     for params in itertools.chain((first, second), chunks):
                         target.cursor().execute(statement, params)
+                        ids.extend(params["ids"])
         return [Handle(self.app.db, workflow_id) for workflow_id in ids]
 
     def _chunks(
@@ -260,10 +262,9 @@ class Queue:
         shared: dict[str, Any],
         max_attempts: int | None,
         now: datetime,
-        ids: list[str],
     ) -> Iterator[dict[str, Any]]:
         """The parameters of ``enqueue_many``'s statements, ``BATCH_CHUNK`` rows each,
-        validated and serialized one chunk at a time; every id handed out lands in ``ids``."""
+        validated and serialized one chunk at a time."""
         specs: dict[Any, tuple[str, int]] = {}
         while chunk := list(itertools.islice(pending, BATCH_CHUNK)):
             names: list[str] = []
@@ -278,10 +279,8 @@ class Queue:
                 attempts.append(tries)
                 inputs.append(encode_inputs(tuple(args), dict(kwargs)))
             count = len(names)
-            chunk_ids = new_ids(count)
-            ids.extend(chunk_ids)
             yield {
-                "ids": chunk_ids,
+                "ids": new_ids(count),
                 "names": names,
                 "priorities": [shared["priority"]] * count,
                 "inputs": inputs,
