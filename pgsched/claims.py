@@ -101,10 +101,10 @@ def claim(
 @dataclass(frozen=True)
 class Waiting:
     """What a peek found in one queue: whether a run can start now, and the earliest
-    not-before time of any waiting run (now or later)."""
+    not-before time still ahead (None: every waiting run is due)."""
 
     ready: bool
-    next_due: datetime
+    next_due: datetime | None
 
 
 def peek(

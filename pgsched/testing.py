@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from pgsched.claims import claim, declare_queues
+from pgsched.claims import claim, declare_queues, peek
 from pgsched.clock import utcnow
 from pgsched.errors import ConfigurationError, PgschedError
 from pgsched.runs import Outcome, execute_claimed, write_outcomes
@@ -177,11 +177,8 @@ def _next_due(app: App, now: datetime) -> datetime | None:
     tick, or a waiting run (retry, delayed job) coming due."""
     candidates = [schedule.next_tick(now) for schedule in app.schedules.values()]
     with app.db.connection() as conn:
-        rows = conn.execute(
-            app.db.sql("peek"),
-            {"queues": sorted(app.queues), "names": sorted(app.registry.workflows), "now": now},
-        ).fetchall()
-    candidates += [r["next_due"] for r in rows if r.get("next_due") and r["next_due"] > now]
+        found = peek(conn, app.db, sorted(app.queues), sorted(app.registry.workflows), now)
+    candidates += [w.next_due for w in found.values() if w.next_due is not None]
     return min(candidates, default=None)
 
 

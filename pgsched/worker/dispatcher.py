@@ -227,7 +227,7 @@ class Dispatcher:
             period *= IDLE_POLL_FACTOR
         self.next_poll = now + period * random.uniform(0.8, 1.2)
         self.next_due = self._monotonic_due(
-            [w.next_due for w in found.values() if not w.ready], wall, now
+            [w.next_due for w in found.values() if w.next_due is not None], wall, now
         )
         return bool(ready)
 
