@@ -62,12 +62,15 @@ class Database:
         self.schema = schema
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
-        self._lock = threading.Lock()
+        # Two locks: opening the pool reads ``url``, which may start the embedded server;
+        # one non-reentrant lock for both deadlocked every process but the worker.
+        self._url_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
 
     @property
     def url(self) -> str:
         if self._url is None:
-            with self._lock:
+            with self._url_lock:
                 if self._url is None:
                     self._url = start_embedded(self._data_dir)
         return self._url
@@ -81,7 +84,7 @@ class Database:
         return query(name, self.schema)
 
     def _open_pool(self) -> ConnectionPool:
-        with self._lock:
+        with self._pool_lock:
             if self._pool is None:
                 check_connect(self.url)
                 self._pool = ConnectionPool(
@@ -116,7 +119,7 @@ class Database:
         return psycopg.connect(target, autocommit=autocommit, row_factory=dict_row)
 
     def close(self) -> None:
-        with self._lock:
+        with self._pool_lock:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
