@@ -53,6 +53,7 @@ class App:
             self.settings.schema_name,
             data_dir=self.settings.data_dir,
             pool_size=self.settings.pool_size,
+            pool_max_idle=self.settings.pool_max_idle,
         )
         self.registry = Registry()
         self.queues: dict[str, Queue] = {DEFAULT_QUEUE: Queue(self, DEFAULT_QUEUE)}

@@ -31,7 +31,13 @@ class Settings(BaseSettings):
     schema_name: str = Field(default="pgsched", alias="PGSCHED_SCHEMA")
     data_dir: str | None = Field(default=None, description="Embedded server data directory.")
     concurrency: int = Field(default=8, ge=1, le=1024)
-    pool_size: int = Field(default=10, ge=1, le=200)
+    pool_size: int = Field(
+        default=10, ge=1, le=200,
+        description="Pool connections at most; a worker raises it to concurrency + 3.",
+    )
+    pool_max_idle: float = Field(
+        default=60.0, gt=0, description="Seconds before an unused pooled connection closes."
+    )
     heartbeat_interval: float = Field(default=5.0, gt=0)
     takeover_timeout: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
