@@ -192,14 +192,14 @@ class Dispatcher:
             self.last_round = time.monotonic()
             try:
                 claimed = self._round(conn, claim_more=not stopping.is_set())
-            except psycopg.Error as exc:
-                if is_transient(exc) or conn.closed or conn.broken:
-                    log.warning("claim round failed ({}); reconnecting", _brief(exc))
-                    conn = self._reconnect(conn)
-                else:
-                    log.warning("claim round failed ({}); writing its outcomes one by one",
-                                _brief(exc))
-                    self._isolate_outcomes(conn)
+            except Exception as exc:
+                # Whatever failed, the round's transaction is gone: start from a fresh
+                # connection. A failure a retry cannot fix (a value the database refuses) is
+                # then confined to the one run it belongs to.
+                log.warning("claim round failed ({}); reconnecting", _brief(exc))
+                conn = self._reconnect(conn)
+                if not is_transient(exc):
+                    conn = self._isolate_outcomes(conn)
                 continue
             now = time.monotonic()
             if stopping.is_set():
@@ -218,7 +218,7 @@ class Dispatcher:
                 try:
                     if self._poll(conn, now) and self._capacity() > 0:
                         continue
-                except psycopg.Error as exc:
+                except Exception as exc:
                     log.warning("poll failed ({}); reconnecting", _brief(exc))
                     conn = self._reconnect(conn)
                     continue
@@ -430,17 +430,19 @@ class Dispatcher:
             claimed += len(rows)
         return claimed
 
-    def _isolate_outcomes(self, conn: psycopg.Connection) -> None:
+    def _isolate_outcomes(self, conn: psycopg.Connection) -> psycopg.Connection:
         """A round failed for a reason a retry cannot fix. Write each pending outcome on its
         own; one the database still refuses becomes that run's ``SerializationError``, so a
-        single bad value never blocks the other runs or the claims."""
+        single bad value never blocks the other runs or the claims. Returns the connection
+        to go on with."""
         for outcome in list(self.unwritten):
             try:
                 recorded = lifecycle.finish(conn, self.db, [outcome], worker_id=self.worker_id,
                                             now=utcnow())
-            except psycopg.Error as exc:
+            except Exception as exc:
                 if is_transient(exc):
-                    return  # the next round, after a reconnect, writes the rest
+                    return conn  # the next round, after a reconnect, writes the rest
+                conn = self._fresh(conn)
                 failure = SerializationError(
                     f"the outcome of run {outcome.workflow_id} could not be stored: "
                     f"{_brief(exc)}. Return and raise only values JSON (jsonb) can hold")
@@ -453,6 +455,14 @@ class Dispatcher:
         lifecycle.release(conn, self.db, self.unreleased, worker_id=self.worker_id,
                           now=utcnow())
         self.unreleased = []
+        return conn
+
+    def _fresh(self, conn: psycopg.Connection) -> psycopg.Connection:
+        """``conn`` if a failed statement left it usable, else a new one."""
+        if not conn.closed and not conn.broken:
+            return conn
+        conn.close()
+        return self._connect()
 
     def _report(self, writes: list[Outcome], recorded: set[str]) -> None:
         """Log what became of each run, once the database has it (or refused it)."""
