@@ -145,10 +145,10 @@ class Worker:
             from pgsched.worker.pruner import Pruner
 
             loops.append(Pruner(self.app, settings.prune_older_than))
-        for loop in loops:
-            thread = LoopThread(loop, self.halt)
+        threads = [LoopThread(loop, self.halt) for loop in loops]
+        for thread in threads:
             thread.start()
-            self.loops.append(thread)
+        self.loops = threads  # all at once: the health server never sees half of them
         if settings.listen:
             self.listener = Listener(self.app.db, self.app.db.channel, self.dispatcher.notify,
                                      self.halt, url=settings.listen_database_url)
