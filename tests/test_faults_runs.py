@@ -195,15 +195,22 @@ def test_a_parents_timeout_stops_its_child_at_the_next_step(faults, workers, sql
     workers.start("faults_app.py", "--queues", "mixed", "--concurrency", "2")
     faults.mixed.enqueue(faults.parent_of_effects, workflow_id="tree", timeout=1)
 
-    wait_for(lambda: events(sql, "parent_of_effects:exited") == 1, 30,
-             what="the parent's code to return", logs=workers.logs)
-    wait_for(lambda: all(row[0] not in ACTIVE
-                         for row in statuses(sql, ["tree", "tree/1"]).values()), 15,
-             what="the parent and its child to finish", logs=workers.logs)
+    def settled() -> bool:
+        """Both runs finished and no thread is inside either workflow's code any more."""
+        children = sql("SELECT id FROM workflows WHERE parent_id = 'tree'")
+        rows = statuses(sql, ["tree", *(c[0] for c in children)])
+        return (len(rows) == 2 and all(row[0] not in ACTIVE for row in rows.values())
+                and events(sql, "parent_of_effects:entered") >= 1
+                and all(events(sql, f"{name}:entered") == events(sql, f"{name}:exited")
+                        for name in ("parent_of_effects", "eight_effects")))
+
+    wait_for(settled, 30, what="the parent and its child to finish and their code to return",
+             logs=workers.logs)
     effects = sql("SELECT count(*) FROM effects")[0][0]
-    rows = statuses(sql, ["tree", "tree/1"])
+    [(child,)] = sql("SELECT id FROM workflows WHERE parent_id = 'tree'")
+    rows = statuses(sql, ["tree", child])
     assert rows["tree"][0] == "CANCELLED", rows
-    assert rows["tree/1"][0] == "CANCELLED", (rows, f"{effects} effects committed")
+    assert rows[child][0] == "CANCELLED", (rows, f"{effects} effects committed")
     assert effects < 8
     # Nothing runs the child's code any more, so nothing can commit another effect.
     assert sql("SELECT count(*) FROM effects")[0][0] == effects
@@ -330,24 +337,38 @@ def test_no_lost_wake_up_over_a_thousand_enqueues(faults, workers, sql, database
 # -- #12 ------------------------------------------------------------------------------------------
 
 
-def test_workers_declaring_queues_in_opposite_orders_both_start(faults, workers, sql):
-    """--queues a,b beside --queues b,a, started at the same moment, several times over.
-    Today their queue declarations lock the rows in opposite orders and can deadlock."""
-    for attempt in range(6):
-        pair = [workers.start("faults_app.py", "--queues", order, "--concurrency", "2")
-                for order in ("a,b", "b,a")]
-        wait_for(lambda: sql("SELECT count(*) FROM workers")[0][0] == 2
-                 or any(p.poll() is not None for p in pair), 30,  # noqa: B023
-                 what="both workers to register", logs=workers.logs)
-        assert all(p.poll() is None for p in pair), (
+def test_workers_declaring_queues_in_opposite_orders_both_start(faults, workers, sql,
+                                                                database_url, schema):
+    """Workers with --queues a,b beside workers with --queues b,a, started at the same moment,
+    several times over (first with no queue rows yet, then with rows to update). Today their
+    queue declarations lock the two rows in opposite orders and deadlock. To make "the same
+    moment" exact, the test holds a lock on the queues table until every worker waits on it
+    (or has registered without touching the table), then lets them all go at once."""
+    for attempt in range(3):
+        with psycopg.connect(database_url) as gate:
+            gate.execute(f'LOCK TABLE "{schema}".queues IN ACCESS EXCLUSIVE MODE')
+            group = [workers.start("faults_app.py", "--queues", order, "--concurrency", "2")
+                     for order in ("a,b", "b,a", "a,b", "b,a")]
+
+            def lined_up() -> bool:
+                waiting = sql("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                              "AND relation = %s::regclass", (f'"{schema}".queues',))[0][0]
+                return (waiting >= len(group)  # noqa: B023
+                        or sql("SELECT count(*) FROM workers")[0][0] >= len(group)  # noqa: B023
+                        or any(p.poll() is not None for p in group))  # noqa: B023
+
+            wait_for(lined_up, 30, what="the workers to wait on the queues table",
+                     logs=workers.logs)
+        wait_for(lambda: sql("SELECT count(*) FROM workers")[0][0] == len(group)  # noqa: B023
+                 or any(p.poll() is not None for p in group), 30,  # noqa: B023
+                 what="the workers to register", logs=workers.logs)
+        assert all(p.poll() is None for p in group), (
             f"start {attempt}: a worker exited\n{workers.logs()}")
-        wait_for(lambda: sql("SELECT count(*) FROM workers")[0][0] == 2, 30,
-                 what="both workers to register", logs=workers.logs)
-        if attempt == 5:
+        if attempt == 2:
             break
-        for proc in pair:
+        for proc in group:
             proc.send_signal(signal.SIGTERM)
-        for proc in pair:
+        for proc in group:
             assert proc.wait(20) == 0
     handles = [faults.first.enqueue(faults.ordinary, i) for i in range(4)]
     handles += [faults.second.enqueue(faults.ordinary, i) for i in range(4)]

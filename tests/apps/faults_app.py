@@ -162,11 +162,16 @@ def effect_step(conn: psycopg.Connection, n: int) -> int:
 
 @app.workflow()
 def eight_effects() -> int:
-    return sum(effect_step(n) for n in range(8))
+    event("eight_effects:entered")
+    try:
+        return sum(effect_step(n) for n in range(8))
+    finally:
+        event("eight_effects:exited")
 
 
 @app.workflow()
 def parent_of_effects() -> int:
+    event("parent_of_effects:entered")
     try:
         return eight_effects()
     finally:
