@@ -15,25 +15,42 @@ if TYPE_CHECKING:
     from pgsched.queues import Queue
 
 
-def declare_queues(db: Database, queues: list[Queue], now: datetime) -> None:
-    """Write each queue's limits and slot rows so the claim query can enforce them.
+def declare_queues(conn: Any, db: Database, queues: list[Queue], now: datetime) -> None:
+    """Write each queue's limits and slot rows so the claim query can enforce them, in the
+    caller's transaction. A worker then settles them on the strictest declaration of the live
+    workers (``reconcile_queues``).
 
     In name order, whatever order the worker serves them in: two workers declaring the same
     queues in opposite orders in one transaction each would deadlock on the rows."""
-    with db.connection() as conn:
-        for queue in sorted(queues, key=lambda q: q.name):
-            count, period = queue.rate_limit or (None, None)
-            conn.execute(
-                db.sql("declare_queue"),
-                {
-                    "name": queue.name,
-                    "concurrency": queue.concurrency,
-                    "worker_concurrency": queue.worker_concurrency,
-                    "rate_limit": count,
-                    "rate_period_s": period,
-                    "now": now,
-                },
-            )
+    for queue in sorted(queues, key=lambda q: q.name):
+        count, period = queue.rate_limit or (None, None)
+        conn.execute(
+            db.sql("declare_queue"),
+            {
+                "name": queue.name,
+                "concurrency": queue.concurrency,
+                "worker_concurrency": queue.worker_concurrency,
+                "rate_limit": count,
+                "rate_period_s": period,
+                "now": now,
+            },
+        )
+
+
+def declared_limits(queues: list[Queue]) -> dict[str, dict[str, Any]]:
+    """What a worker's code declares for each queue it serves, as stored with its row."""
+    return {
+        q.name: {"concurrency": q.concurrency, "worker_concurrency": q.worker_concurrency,
+                 "rate_limit": q.rate_limit[0] if q.rate_limit else None,
+                 "rate_period_s": q.rate_limit[1] if q.rate_limit else None}
+        for q in queues
+    }
+
+
+def reconcile_queues(conn: Any, db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Apply the strictest declaration of the live workers to each queue they serve; return
+    the queues whose limits changed (see reconcile_queues.sql)."""
+    return conn.execute(db.sql("reconcile_queues"), {"now": now}).fetchall()
 
 
 def queue_definitions(conn: Any, db: Database, names: list[str]) -> dict[str, dict[str, Any]]:

@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from psycopg.types.json import Jsonb
+
 from pgsched import lifecycle
 from pgsched.claims import declare_queues, peek
 from pgsched.clock import utcnow
@@ -107,6 +109,7 @@ def in_process_worker(app: App, queues: list[str]) -> Iterator[str]:
         "queues": queues,
         "workflows": sorted(app.registry.workflows),
         "concurrency": 1,
+        "queue_limits": Jsonb({}),  # declares nothing beyond declare_queues
     }
     with app.db.connection() as conn:
         conn.execute(app.db.sql("worker_register"), params)
@@ -144,7 +147,8 @@ def run_until_idle(
     _check_clock()
     app.ensure_schema()
     selected = [app.get_queue(name) for name in (queues or sorted(app.queues))]
-    declare_queues(app.db, selected, utcnow())
+    with app.db.connection() as conn:
+        declare_queues(conn, app.db, selected, utcnow())
     names = sorted(app.registry.workflows)
     executed: list[dict[str, Any]] = []
     with in_process_worker(app, [q.name for q in selected]) as worker_id:

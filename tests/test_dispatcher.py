@@ -73,7 +73,8 @@ def test_claim_statements_counts_what_a_round_sends(make_app, database_url, sql)
             """Never runs: the test drives the dispatcher's rounds by hand."""
 
         app.migrate()
-        declare_queues(app.db, [plain, rated], utcnow())
+        with app.db.connection() as conn:
+            declare_queues(conn, app.db, [plain, rated], utcnow())
         dispatcher = Dispatcher(app, "w-test", [plain, rated], 4, WorkerMetrics())
         dispatcher.executor.submit = lambda task: None
         conn = dispatcher._connect()
@@ -103,7 +104,8 @@ def test_rate_limited_claims_take_their_locks_in_one_order(make_app, database_ur
         """Never runs: the test drives the dispatcher's rounds by hand."""
 
     app.migrate()
-    declare_queues(app.db, [first, second], utcnow())
+    with app.db.connection() as conn:
+        declare_queues(conn, app.db, [first, second], utcnow())
     first.enqueue(job)
     second.enqueue(job)
     dispatcher = Dispatcher(app, "w-test", [first, second], 2, WorkerMetrics())

@@ -18,6 +18,7 @@ import psycopg
 from loguru import logger
 
 from pgsched import lifecycle
+from pgsched.claims import reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.scheduler import Scheduler
 
@@ -149,6 +150,12 @@ class Takeover:
                 "took over {} run(s) from workers that stopped heartbeating: {}",
                 len(rows), ", ".join(f"{r['id']}→{r['status']}" for r in rows[:10]),
             )
+        with db.connection() as conn:
+            changed = reconcile_queues(conn, db, utcnow())
+        if changed:
+            logger.bind(component=self.name).info(
+                "queue limits follow the live workers' declarations now: {}",
+                ", ".join(f"{r['name']} concurrency={r['concurrency']}" for r in changed))
         self._release_stranded_slots()
         return jittered(self.max_backoff)
 

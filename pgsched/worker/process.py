@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import psycopg
 from loguru import logger
+from psycopg.types.json import Jsonb
 
-from pgsched.claims import declare_queues
+from pgsched.claims import declare_queues, declared_limits, reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
 from pgsched.logs import configure_logging
@@ -85,21 +86,26 @@ class Worker:
             configure_logging(settings.log_level, settings.log_json)
         self.log = logger.bind(component="worker")
 
-    def _register(self) -> None:
+    def _register(self, conn: psycopg.Connection | None = None) -> None:
+        """Insert this worker's row (again, if it was declared dead), renewing its lease."""
+        if conn is None:
+            with self.app.db.connection() as own:
+                self._register(own)
+            return
         sent = time.monotonic()
-        with self.app.db.connection() as conn:
-            conn.execute(
-                self.app.db.sql("worker_register"),
-                {
-                    "id": self.id,
-                    "hostname": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "app": self.app.name,
-                    "queues": [q.name for q in self.queues],
-                    "workflows": sorted(self.app.registry.workflows),
-                    "concurrency": self.concurrency,
-                },
-            )
+        conn.execute(
+            self.app.db.sql("worker_register"),
+            {
+                "id": self.id,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "app": self.app.name,
+                "queues": [q.name for q in self.queues],
+                "workflows": sorted(self.app.registry.workflows),
+                "concurrency": self.concurrency,
+                "queue_limits": Jsonb(declared_limits(self.queues)),
+            },
+        )
         self.lease.renewed(sent)
 
     def _install_signals(self) -> None:
@@ -160,9 +166,13 @@ class Worker:
         )
 
     def _join(self) -> None:
+        """Migrate, then in one transaction declare the queues, register, and settle each
+        queue on the strictest declaration of the live workers (this one included)."""
         self.app.migrate()
-        declare_queues(self.app.db, self.queues, utcnow())
-        self._register()
+        with self.app.db.connection() as conn:
+            declare_queues(conn, self.app.db, self.queues, utcnow())
+            self._register(conn)
+            reconcile_queues(conn, self.app.db, utcnow())
 
     def _until_connected(self, action: Callable[[], None]) -> None:
         """Run ``action`` until the database lets it through; a signal ends the wait."""
@@ -201,6 +211,7 @@ class Worker:
             self.halt.set()
             with self.app.db.connection() as conn:
                 conn.execute(self.app.db.sql("worker_remove"), {"id": self.id})
+                reconcile_queues(conn, self.app.db, utcnow())
         except (DatabaseUnavailable, psycopg.OperationalError) as exc:
             self.halt.set()
             self.log.warning("could not deregister ({}); live workers take over its runs "

@@ -20,3 +20,9 @@ ALTER TABLE {schema}.workflows ADD CONSTRAINT workflows_not_before_finite
 ALTER TABLE {schema}.workflows ADD COLUMN suspect boolean NOT NULL DEFAULT false;
 ALTER TABLE {schema}.workflows ADD COLUMN isolated boolean NOT NULL DEFAULT false;
 ALTER TABLE {schema}.workflows ADD COLUMN crashes integer NOT NULL DEFAULT 0;
+
+-- Each live worker's own declaration of the queues it serves. During a rolling deploy two
+-- releases may declare a queue differently; the queue applies the strictest declaration of
+-- the live workers (reconcile_queues.sql), so a limit holds while any live worker's code asks
+-- for it, and goes away only when the last such worker does.
+ALTER TABLE {schema}.workers ADD COLUMN queue_limits jsonb NOT NULL DEFAULT jsonb_build_object();
