@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from types import ModuleType
 
 import pytest
 
@@ -40,6 +41,24 @@ class FaultDb:
     def sql(self, query: str, params: tuple | None = None, timeout: float = 60) -> list[tuple]:
         """Run one query in the test's schema, retrying while the server restarts."""
         return retrying(self.server.url, query, params, schema=self.schema, timeout=timeout)
+
+    def load_app(self, load_app_module: Callable[[str], ModuleType]) -> ModuleType:
+        """``tests/apps/fault_app.py`` in this process, its schema and tables in place."""
+        module = load_app_module("fault_app.py")
+        module.app.migrate()
+        for statement in module.TABLES:
+            self.sql(statement)
+        return module
+
+    def executions(self) -> dict[int, int]:
+        """How many times each job's plain code ran."""
+        return dict(self.sql("SELECT job, count(*)::int FROM executions GROUP BY job"))
+
+    def running_on(self, pid: int) -> set[int]:
+        """Jobs the database says the worker with this pid is running."""
+        return {job for (job,) in self.sql(
+            "SELECT (inputs->'args'->>0)::int FROM workflows WHERE status = 'RUNNING' "
+            "AND executor LIKE %s", (f"%:{pid}:%",))}
 
     def statuses(self) -> dict[str, int]:
         return dict(self.sql("SELECT status, count(*) FROM workflows GROUP BY status"))

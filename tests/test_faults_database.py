@@ -46,14 +46,6 @@ class Figures:
                 f"plain_reexecutions={self.plain_reexecutions} seconds={self.seconds:.1f}")
 
 
-def prepare(fault, load_app_module):  # type: ignore[no-untyped-def]
-    module = load_app_module("fault_app.py")
-    module.app.migrate()
-    for statement in module.TABLES:
-        fault.sql(statement)
-    return module
-
-
 def figures(fault, runs: int, seconds: float) -> Figures:  # type: ignore[no-untyped-def]
     (duplicates,) = fault.sql(
         "SELECT coalesce(sum(n - 1), 0)::int FROM "
@@ -72,7 +64,7 @@ def drain_through_restarts(fault, workers, load_app_module, *, jobs: int,  # typ
                            seconds: float, timeout: float, flaky_every: int = 0) -> Figures:
     """``flaky_every``: every n-th job fails its first attempt after its transaction step, so
     runs resuming from a checkpoint are claimed throughout the drain."""
-    module = prepare(fault, load_app_module)
+    module = fault.load_app(load_app_module)
     module.drain.enqueue_many([
         (module.drain_job, (job, seconds, bool(flaky_every) and job % flaky_every == 0), {})
         for job in range(jobs)
