@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from types import ModuleType
 
 import pytest
@@ -18,6 +19,7 @@ from tests.tcpproxy import TcpProxy, tcp_proxy
 from tests.throwaway import Throwaway, retrying, throwaway_server
 
 WORKER_ROLE = "fault_worker"
+TERMINAL = ("SUCCESS", "ERROR", "CANCELLED", "DEAD")
 
 
 class FaultDb:
@@ -87,3 +89,36 @@ def throwaway(schema: str, monkeypatch: pytest.MonkeyPatch
 
 def create_worker_role(server: Throwaway) -> None:
     retrying(server.url, f"CREATE ROLE {WORKER_ROLE} LOGIN SUPERUSER")
+
+
+@dataclass
+class Figures:
+    runs: int
+    statuses: dict[str, int]
+    duplicate_effects: int
+    runs_without_effect: int
+    plain_reexecutions: int
+    seconds: float
+    failures: list[tuple]
+
+    def line(self) -> str:
+        count = self.statuses.get
+        return (f"runs={self.runs} SUCCESS={count('SUCCESS', 0)} ERROR={count('ERROR', 0)} "
+                f"DEAD={count('DEAD', 0)} CANCELLED={count('CANCELLED', 0)} "
+                f"duplicate_effects={self.duplicate_effects} "
+                f"runs_without_effect={self.runs_without_effect} "
+                f"plain_reexecutions={self.plain_reexecutions} seconds={self.seconds:.1f}")
+
+
+def figures(fault: FaultDb, runs: int, seconds: float) -> Figures:
+    (duplicates,) = fault.sql(
+        "SELECT coalesce(sum(n - 1), 0)::int FROM "
+        "(SELECT count(*) AS n FROM effects GROUP BY job) per_job")[0]
+    (missing,) = fault.sql(
+        "SELECT count(*)::int FROM workflows w WHERE w.status = 'SUCCESS' AND NOT EXISTS "
+        "(SELECT 1 FROM effects e WHERE e.job = (w.inputs->'args'->>0)::int)")[0]
+    (reexecutions,) = fault.sql(
+        "SELECT (count(*) - count(DISTINCT job))::int FROM executions")[0]
+    failures = fault.sql("SELECT id, status, error->>'type', left(error->>'message', 120) "
+                         "FROM workflows WHERE status <> 'SUCCESS' ORDER BY id LIMIT 10")
+    return Figures(runs, fault.statuses(), duplicates, missing, reexecutions, seconds, failures)

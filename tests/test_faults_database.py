@@ -10,13 +10,11 @@ reaches a given share of its runs, so every restart lands mid-drain however fast
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import pytest
 
+from tests.fault_rig import TERMINAL, Figures, figures
 from tests.waiting import wait_for
-
-TERMINAL = ("SUCCESS", "ERROR", "CANCELLED", "DEAD")
 
 #: Generous leases, so that what these tests see is the handling of transient database
 #: errors, not takeovers of workers whose heartbeat a restart delayed.
@@ -25,39 +23,6 @@ DRAIN_SETTINGS = {
     "PGSCHED_TAKEOVER_TIMEOUT": "10",
     "PGSCHED_POOL_SIZE": "8",
 }
-
-
-@dataclass
-class Figures:
-    runs: int
-    statuses: dict[str, int]
-    duplicate_effects: int
-    runs_without_effect: int
-    plain_reexecutions: int
-    seconds: float
-    failures: list[tuple]
-
-    def line(self) -> str:
-        count = self.statuses.get
-        return (f"runs={self.runs} SUCCESS={count('SUCCESS', 0)} ERROR={count('ERROR', 0)} "
-                f"DEAD={count('DEAD', 0)} CANCELLED={count('CANCELLED', 0)} "
-                f"duplicate_effects={self.duplicate_effects} "
-                f"runs_without_effect={self.runs_without_effect} "
-                f"plain_reexecutions={self.plain_reexecutions} seconds={self.seconds:.1f}")
-
-
-def figures(fault, runs: int, seconds: float) -> Figures:  # type: ignore[no-untyped-def]
-    (duplicates,) = fault.sql(
-        "SELECT coalesce(sum(n - 1), 0)::int FROM "
-        "(SELECT count(*) AS n FROM effects GROUP BY job) per_job")[0]
-    (missing,) = fault.sql(
-        "SELECT count(*)::int FROM workflows w WHERE w.status = 'SUCCESS' AND NOT EXISTS "
-        "(SELECT 1 FROM effects e WHERE e.job = (w.inputs->'args'->>0)::int)")[0]
-    (reexecutions,) = fault.sql(
-        "SELECT (count(*) - count(DISTINCT job))::int FROM executions")[0]
-    failures = fault.sql("SELECT id, status, error->>'type', left(error->>'message', 120) "
-                         "FROM workflows WHERE status <> 'SUCCESS' ORDER BY id LIMIT 10")
-    return Figures(runs, fault.statuses(), duplicates, missing, reexecutions, seconds, failures)
 
 
 def drain_through_restarts(fault, workers, load_app_module, *, jobs: int,  # type: ignore[no-untyped-def]

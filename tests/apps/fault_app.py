@@ -14,6 +14,7 @@ counted twice.
 from __future__ import annotations
 
 import os
+import resource
 import time
 import uuid
 
@@ -121,3 +122,11 @@ def hold_connection(conn: psycopg.Connection, job: int, gate: str) -> int:
 @app.workflow()
 def hold(job: int, gate: str) -> int:
     return hold_connection(job, gate)
+
+
+@app.workflow()
+def poison() -> None:
+    """Crashes the whole worker process, as a segfault in native code would (without leaving
+    a core file behind)."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.abort()
