@@ -85,7 +85,7 @@ def test_a_worker_paused_past_its_lease_does_not_run_work_twice(throwaway, worke
         with psycopg.connect(fault.server.url) as locker:
             locker.execute(f'LOCK TABLE "{fault.schema}".workers IN SHARE MODE')
             paused.send_signal(signal.SIGCONT)
-            claimed_unregistered = wait_for_value(lambda: fault.running_on(paused.pid), 1.2)
+            claimed_unregistered = wait_for_value(lambda: fault.running_on(paused.pid), 1.0)
             locker.rollback()
     finally:
         paused.send_signal(signal.SIGCONT)
