@@ -26,6 +26,9 @@ from tests.waiting import wait_for
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 
+#: The fault tests' throwaway servers and proxies (tests/fault_rig.py).
+pytest_plugins = ["tests.fault_rig"]
+
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
