@@ -207,7 +207,7 @@ def test_stale_loops_do_not_fail_liveness_while_the_database_is_down(offline_wor
     database is unreachable keeps /healthz at 200 and /readyz says why; a loop thread that is
     gone fails /healthz whatever the database does."""
     worker = offline_worker
-    heartbeat = LoopThread(Heartbeat(worker.app, worker.id, lambda: None, 0.2, worker.lease),
+    heartbeat = LoopThread(Heartbeat(worker.app, worker.id, lambda conn: None, 0.2, worker.lease),
                            worker.halt)
     heartbeat.start()
     worker.loops.append(heartbeat)

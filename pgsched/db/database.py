@@ -6,6 +6,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -40,8 +41,14 @@ CONNECT_OPTIONS: dict[str, int] = {
 
 def check_connect(url: str, timeout: float = 5.0) -> None:
     """Fail fast with a readable message instead of a pool timeout 30 s later."""
+    open_connection(url, timeout).close()
+
+
+def open_connection(url: str, timeout: float = 5.0, **kwargs: Any) -> psycopg.Connection:
+    """One connection attempt; a failure becomes a typed error with a readable message."""
     try:
-        psycopg.connect(url, connect_timeout=max(1, int(timeout)), **CONNECT_OPTIONS).close()
+        return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **CONNECT_OPTIONS,
+                               **kwargs)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(
             f"the database URL {mask_url(url)!r} is not valid: {exc}. "
@@ -137,10 +144,8 @@ class Database:
     ) -> psycopg.Connection:
         """A dedicated connection outside the pool (LISTEN, the claim loop, the heartbeat,
         migrations)."""
-        target = url or self.url
-        check_connect(target, connect_timeout)
-        return psycopg.connect(target, autocommit=autocommit, row_factory=dict_row,
-                               connect_timeout=max(1, int(connect_timeout)), **CONNECT_OPTIONS)
+        return open_connection(url or self.url, connect_timeout, autocommit=autocommit,
+                               row_factory=dict_row)
 
     def close(self) -> None:
         with self._pool_lock:

@@ -85,7 +85,7 @@ class Heartbeat:
         self,
         app: App,
         worker_id: str,
-        register: Callable[[], None],
+        register: Callable[[psycopg.Connection], None],
         interval: float,
         lease: Lease,
     ) -> None:
@@ -117,7 +117,7 @@ class Heartbeat:
             logger.bind(component=self.name).warning(
                 "this worker was declared dead (missed heartbeats): its runs were taken over "
                 "and their late writes are refused; registering again before claiming")
-            self.register()
+            self.register(self._conn)  # on this connection: the pool may still be reconnecting
         self.lease.renewed(sent)
         return jittered(self.interval, 0.1)
 
