@@ -12,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from pgsched import clock
 from pgsched.db.embedded import start_embedded
 from pgsched.db.sqlfiles import query
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
@@ -122,6 +123,9 @@ class Database:
                     open=True,
                     name="pgsched",
                 )
+                with self._pool.connection() as conn:
+                    # Delays this process computes are compared with the workers' times.
+                    clock.measure(conn)
             return self._pool
 
     @contextmanager

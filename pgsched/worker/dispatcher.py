@@ -334,7 +334,7 @@ class Dispatcher:
         return bool(ready) or bool(self.suspects)
 
     def _fold_expected(self, now: float) -> None:
-        wall = time.time()
+        wall = utcnow().timestamp()  # the times in NOTIFYs are on the database clock
         while self.expected:
             due = now + max(0.0, self.expected.popleft() - wall)
             self.next_due = due if self.next_due is None else min(self.next_due, due)

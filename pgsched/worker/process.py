@@ -28,6 +28,7 @@ import psycopg
 from loguru import logger
 from psycopg.types.json import Jsonb
 
+from pgsched import clock
 from pgsched.claims import declare_queues, declared_limits, reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
@@ -170,6 +171,7 @@ class Worker:
         queue on the strictest declaration of the live workers (this one included)."""
         self.app.migrate()
         with self.app.db.connection() as conn:
+            clock.measure(conn)  # before anything compares times
             declare_queues(conn, self.app.db, self.queues, utcnow())
             self._register(conn)
             reconcile_queues(conn, self.app.db, utcnow())
