@@ -42,7 +42,7 @@ def test_workers_with_skewed_clocks_agree_on_ticks_delays_and_rate_limits(
     sql("CREATE TABLE starts (label text, started timestamptz, pid int)")
     procs = {}
     for name, skew in SKEWED.items():
-        procs[name] = workers.start("clock_app.py", "--queues", f"{name},rated",
+        procs[name] = workers.start("clock_app.py", "--queues", f"{name},rated,default",
                                     skew=skew)
     workers.wait_registered(sql, 2)
     (begin,) = sql("SELECT clock_timestamp()")[0]
