@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = "INFO"
     log_json: bool = False
+    log_diagnose: bool = Field(
+        default=False,
+        description="Show local variables in logged tracebacks (loguru's diagnose). Off by "
+        "default: a job's locals hold its inputs and whatever secrets it handles.",
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Address the health server binds. 0.0.0.0 in a pod, where the kubelet "
+        "probes the pod's IP; the Helm chart and the Dockerfile set it.",
+    )
     prune_older_than: float | None = Field(
         default=None, gt=0, description="Seconds; when set, one worker prunes finished runs."
     )
