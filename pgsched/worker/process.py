@@ -118,6 +118,7 @@ class Worker:
             from pgsched.worker.pruner import Pruner
 
             loops.append(Pruner(self.app, settings.prune_older_than))
+        loops.extend([health.readiness] if health is not None else [])  # /readyz, from memory
         for loop in loops:
             thread = LoopThread(loop, self.halt)
             thread.start()
