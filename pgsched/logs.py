@@ -8,6 +8,7 @@ beyond looks:
 * tracebacks show no local variables unless ``PGSCHED_LOG_DIAGNOSE`` is set: loguru's
   ``diagnose`` prints the values of every frame's locals, which in a job are its inputs and
   whatever secrets it handled;
+* a thread's uncaught error is logged through loguru too, instead of printed raw;
 * psycopg's stdlib log records come through loguru too. During an outage the pool logs
   "error connecting in 'pgsched'" for every attempt of every connection; those become one
   warning when the outage starts and at most one more every ``OUTAGE_REPORT_S`` with the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -87,6 +89,17 @@ class _StdlibBridge(logging.Handler):
 _bridge = _StdlibBridge()
 
 
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    """A thread that dies of an uncaught error is logged like everything else (scrubbed,
+    no locals unless diagnose), not printed raw to stderr by ``threading``."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logger.bind(component="worker").opt(
+        exception=(args.exc_type, args.exc_value, args.exc_traceback)
+    ).error("thread {} died of an uncaught error", name)
+
+
 def _from_settings() -> tuple[str, bool, bool]:
     """Level, JSON and diagnose from ``PGSCHED_*``, remembering the database passwords so
     that they are scrubbed from everything logged later."""
@@ -127,3 +140,4 @@ def configure_logging(
         psycopg_log.addHandler(_bridge)
     # Records stop here: the root logger's last-resort handler would print them raw again.
     psycopg_log.propagate = False
+    threading.excepthook = _thread_crashed

@@ -23,11 +23,11 @@ def check_connect(url: str, timeout: float = 5.0) -> None:
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(
             f"the database URL {mask_url(url)!r} is not valid: "
-            f"{error_reason(exc, malformed=True)}. "
+            f"{error_reason(exc, url, malformed=True)}. "
             "Expected postgresql://user:password@host:5432/dbname"
         ) from None
     except psycopg.OperationalError as exc:
-        reason = error_reason(exc)
+        reason = error_reason(exc, url)
         raise DatabaseUnavailable(
             f"cannot connect to {mask_url(url)}: {reason}. "
             "Check PGSCHED_DATABASE_URL and that the server is running"

@@ -140,12 +140,13 @@ def _drop_quoted(match: re.Match[str]) -> str:
     return match.group(0) if len(inner) < 2 else match.group(0)[0] + "…" + match.group(0)[0]
 
 
-def error_reason(exc: BaseException, *, malformed: bool = False) -> str:
-    """The first line of a driver error, safe to show.
+def error_reason(exc: BaseException, dsn: str | None = None, *, malformed: bool = False) -> str:
+    """The first line of a driver error, safe to show; ``dsn`` is the one that failed.
 
     For a DSN libpq could not parse (``malformed``), every quoted fragment is dropped too:
     libpq quotes the part it choked on, which may be any piece of the password.
     """
+    remember(dsn)
     text = str(exc).strip()
     if not text:
         return type(exc).__name__

@@ -81,7 +81,7 @@ class Readiness:
                 gauges = self._gauges(conn) if wanted else previous.gauges
         except psycopg.Error as exc:
             self._close()
-            problem = error_reason(exc)
+            problem = error_reason(exc, self.db.url)
             self.snapshot = Snapshot(
                 503, {"status": "database unavailable",
                       "reason": f"{problem}; check PGSCHED_DATABASE_URL and the server"},
