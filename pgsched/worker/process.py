@@ -18,6 +18,7 @@ from loguru import logger
 
 from pgsched.claims import declare_queues
 from pgsched.clock import utcnow
+from pgsched.db.fleet_settings import publish as publish_settings
 from pgsched.errors import ConfigurationError
 from pgsched.logs import configure_logging
 from pgsched.scheduler import Scheduler
@@ -106,6 +107,7 @@ class Worker:
         self.app.migrate()
         declare_queues(self.app.db, self.queues, utcnow())
         self._register()
+        publish_settings(self.app.db, settings)  # the SQL views follow the takeover timeout
         self.dispatcher = Dispatcher(self.app, self.id, self.queues, self.concurrency, self.metrics)
         self.heartbeat = Heartbeat(self.app, self.id, self._register, settings.heartbeat_interval)
         takeover = Takeover(self.app, settings.takeover_timeout, self.metrics)
