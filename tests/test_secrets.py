@@ -20,6 +20,7 @@ from pgsched.db.redact import mask_url, remember, scrub
 from pgsched.errors import PgschedError
 from pgsched.logs import configure_logging
 from tests.test_health import answers, free_port, get
+from tests.test_logs import restore_logging  # noqa: F401 - autouse here too
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +101,7 @@ def test_no_output_path_shows_the_password(env, database_url, schema, tmp_path, 
     assert_clean(log_path.read_text(), "the worker's log")
 
 
-def test_loguru_lines_and_tracebacks_are_scrubbed(capsys, env, monkeypatch):
+def test_loguru_lines_and_tracebacks_are_scrubbed(capsys, env):
     """A line or a traceback that quotes a DSN (as libpq's messages do) is scrubbed on the way
     out, in text and JSON, whatever code formatted it."""
     url = "host=db password='Pw1a Pw1b' user=x"
