@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pgsched.db.redact import error_reason
 from pgsched.errors import ConfigurationError
 from pgsched.worker.pruner import INTERVAL_S as PRUNE_INTERVAL_S
+from pgsched.worker.readiness import INTERVAL_S as READINESS_INTERVAL_S
 from pgsched.worker.readiness import Readiness
 
 if TYPE_CHECKING:
@@ -47,7 +48,9 @@ DEADLINE_SLACK_S = 30.0
 _log = logger.bind(component="health")
 
 
-def loop_limits(settings: Settings, readiness_interval: float = 2.0) -> dict[str, float]:
+def loop_limits(
+    settings: Settings, readiness_interval: float = READINESS_INTERVAL_S
+) -> dict[str, float]:
     """Seconds each loop may go without completing a round before it counts as stuck.
 
     Each limit allows about three of the loop's own waits (see ``loops.py``), so one slow
@@ -72,13 +75,13 @@ def loop_limits(settings: Settings, readiness_interval: float = 2.0) -> dict[str
 class LoopHealth:
     name: str
     since_success: float
-    limit: float
+    limit: float | None  # None: judged by its thread being alive only
     alive: bool
     failures: int
 
     @property
     def stale(self) -> bool:
-        return not self.alive or self.since_success > self.limit
+        return not self.alive or (self.limit is not None and self.since_success > self.limit)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -115,9 +118,11 @@ class HealthChecks:
                                     self.limits["dispatch"], True, 0))
         listener = self.worker.listener
         if listener is not None:
+            # Disconnected means the database (or its direct LISTEN URL) is away, which a
+            # restart cannot fix; the worker polls meanwhile. Only a dead thread is stale.
             down = self.readiness.listener_down_since
             found.append(LoopHealth("listen", 0.0 if down is None else now - down,
-                                    RECOVERY_GRACE_S, listener.is_alive(), 0))
+                                    None, listener.is_alive(), 0))
         return found
 
     def abandoned(self) -> tuple[int, int]:
