@@ -77,13 +77,19 @@ def test_no_output_path_shows_the_password(env, database_url, schema, tmp_path, 
         assert (result.returncode == 0) == serves, result.stderr
         assert_clean(result.stdout + result.stderr, f"pgsched {' '.join(args)}")
 
+    for log_json in ("false", "true"):
+        run_worker(child_env | {"PGSCHED_LOG_JSON": log_json}, tmp_path / f"{log_json}.log",
+                   serves)
+
+
+def run_worker(env: dict[str, str], log_path: Path, serves: bool) -> None:
+    """A worker with this URL: its log, and if it can serve, its three endpoints."""
     port = free_port()
-    log_path = tmp_path / "worker.log"
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "pgsched", "worker", "tests/apps/health_app.py",
              "--health-port", str(port)],
-            env={**child_env, "PGSCHED_LOG_LEVEL": "DEBUG"}, cwd=ROOT, stdout=log,
+            env={**env, "PGSCHED_LOG_LEVEL": "DEBUG"}, cwd=ROOT, stdout=log,
             stderr=subprocess.STDOUT)
     try:
         if serves:
@@ -98,7 +104,7 @@ def test_no_output_path_shows_the_password(env, database_url, schema, tmp_path, 
     finally:
         if worker.poll() is None:
             worker.kill()
-    assert_clean(log_path.read_text(), "the worker's log")
+    assert_clean(log_path.read_text(), f"the worker's log ({log_path.name})")
 
 
 def test_loguru_lines_and_tracebacks_are_scrubbed(capsys, env):
