@@ -180,3 +180,22 @@ def test_pause_and_resume_a_schedule_from_python(make_app, sql):
     assert sql("SELECT paused FROM schedules WHERE name = 'hourly'") == [(True,)]
     app.resume_schedule("hourly")
     assert sql("SELECT paused FROM schedules WHERE name = 'hourly'") == [(False,)]
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("a\x00b", r"result of step 'x' contains a NUL character \(U\+0000\)"),
+    ({"ok": ["fine", {"deep": "\x00"}]},
+     r"result of step 'x'\['ok'\]\[1\]\['deep'\] contains a NUL"),
+    ({"key\x00": 1}, r"a key of result of step 'x' contains a NUL"),
+    ({"nested": {"\ud800": 1}},
+     r"a key of result of step 'x'\['nested'\] contains a lone surrogate"),
+    (("tuple", "\udfff"), r"result of step 'x'\[1\] contains a lone surrogate \(U\+DFFF\)"),
+    (_circular(), r"result of step 'x'\[0\] refers back to result of step 'x' \(a circular"),
+    (_deep(5000), r"result of step 'x' is nested 500\d levels deep"),
+])
+def test_results_that_jsonb_cannot_hold_raise_serialization_error(value, fragment):
+    """The run path stores results with ``dumps``; it relies on exactly this error."""
+    from pgsched.serialization import dumps
+
+    with pytest.raises(SerializationError, match=fragment):
+        dumps(value, "result of step 'x'")
