@@ -120,3 +120,18 @@ def test_loguru_lines_and_tracebacks_are_scrubbed(capsys, env):
             logger.exception("connecting to postgresql://u:Pw2a@Pw2b@h/db failed")
         assert_clean(capsys.readouterr().err, "a log line")
     assert scrub("postgresql://u:Pw3@h/db") == "postgresql://u:***@h/db"
+
+
+@pytest.mark.parametrize(("dsn", "masked"), [
+    ("postgresql://app:Pw1@db:5432/x", "postgresql://app:***@db:5432/x"),
+    ("postgresql://:Pw2@db/x", "postgresql://:***@db/x"),
+    ("postgres://app:Pw3a@Pw3b@db/x", "postgres://app:***@db/x"),
+    ("postgresql://app@db/x?sslmode=require&password=Pw4&x=1",
+     "postgresql://app@db/x?sslmode=require&password=***&x=1"),
+    ("postgresql://app@db/x", "postgresql://app@db/x"),
+    ("host=db password='Pw5a Pw5b' user=app", "host=db password=*** user=app"),
+    ("host=db password=Pw6a Pw6b user=app", "host=db password=*** user=app"),
+    ("host=db user=app password=Pw7", "host=db user=app password=***"),
+])
+def test_mask_url_keeps_everything_but_the_password(dsn, masked):
+    assert mask_url(dsn) == masked

@@ -24,8 +24,8 @@ import threading
 from urllib.parse import unquote
 
 MASK = "***"
-#: Shorter fragments of a password are not scrubbed on their own: "ab" would eat ordinary
-#: words. The whole password is always scrubbed, whatever its length.
+#: Shorter passwords and fragments are not scrubbed from free text: "ab" would eat ordinary
+#: words. (They are still masked wherever they appear as a DSN's password.)
 MIN_FRAGMENT = 3
 
 _SCHEME = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
@@ -84,8 +84,8 @@ def _forms_of(secret: str) -> set[str]:
     for base in bases:
         forms.add(json.dumps(base)[1:-1])
         forms.add(repr(base)[1:-1])
-        forms.update(p for p in _FRAGMENT_SPLIT.split(base) if len(p) >= MIN_FRAGMENT)
-    return {form for form in forms if form}
+        forms.update(_FRAGMENT_SPLIT.split(base))
+    return {form for form in forms if len(form) >= MIN_FRAGMENT}
 
 
 def remember(dsn: str | None) -> None:
