@@ -146,9 +146,11 @@ class CuttableProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def cut(self) -> None:
-        assert self.listener is not None
+        if self.listener is None:
+            return
         self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept; close alone would not
         self.listener.close()
+        self.listener = None
         with self.lock:
             for sock in self.sockets:
                 try:
@@ -197,29 +199,35 @@ def test_healthz_is_healthy_again_right_after_a_network_cut(health_app, workers,
     200 throughout: waiting for the database while it is away, then healthy again."""
     params = conninfo_to_dict(database_url)
     proxy = CuttableProxy((params.get("host") or "127.0.0.1", int(params.get("port") or 5432)))
-    url = make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
-    port = start_served(workers, env={"PGSCHED_DATABASE_URL": url, "PGSCHED_LISTEN": listen})
-    proxy.cut()
-    # Longer than every liveness limit of the fast test settings (takeover: 3.6 s).
-    wait_for(lambda: get_json(port, "/healthz")[1].get("status") == "waiting for database",
-             20, what="/healthz to see the database gone",
-             logs=lambda: f"{get_json(port, '/healthz')}\n{workers.logs()}")
+    try:
+        url = make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
+        port = start_served(workers, env={"PGSCHED_DATABASE_URL": url, "PGSCHED_LISTEN": listen})
+        proxy.cut()
+        wait_for(lambda: get_json(port, "/healthz")[1].get("status") == "waiting for database",
+                 20, what="/healthz to see the database gone",
+                 logs=lambda: f"{get_json(port, '/healthz')}\n{workers.logs()}")
+        # Longer than every liveness limit of the test settings (takeover: 3.6 s).
+        statuses = watch(port, 8)
+        proxy.restore()
+        wait_for(lambda: get_json(port, "/readyz")[0] == 200, 20,
+                 what="readiness after the cut", logs=workers.logs)
+        statuses += watch(port, 10)
+        assert set(statuses) == {200}, statuses
+        status, live = get_json(port, "/healthz")
+        assert status == 200 and live["status"] in ("ok", "recovering"), live
+    finally:
+        proxy.cut()
+
+
+def watch(port: int, seconds: float) -> list[int]:
+    """Every /healthz status over a stretch of time: what must never happen is watched for
+    the whole stretch, not waited for."""
     statuses = []
-    cut_until = time.monotonic() + 8
-    while time.monotonic() < cut_until:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
         statuses.append(get_json(port, "/healthz")[0])
         time.sleep(0.2)
-    proxy.restore()
-    wait_for(lambda: get_json(port, "/readyz")[0] == 200, 20, what="readiness after the cut",
-             logs=workers.logs)
-    back_until = time.monotonic() + 10
-    while time.monotonic() < back_until:
-        statuses.append(get_json(port, "/healthz")[0])
-        time.sleep(0.2)
-    assert set(statuses) == {200}, statuses
-    status, live = get_json(port, "/healthz")
-    assert status == 200 and live["status"] in ("ok", "recovering"), live
-    proxy.cut()
+    return statuses
 
 
 def test_the_health_server_binds_loopback_unless_told(health_app, workers, env):
