@@ -31,6 +31,7 @@ from psycopg.types.json import Jsonb
 from pgsched import clock
 from pgsched.claims import declare_queues, declared_limits, reconcile_queues
 from pgsched.clock import utcnow
+from pgsched.db.fleet_settings import publish as publish_settings
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
 from pgsched.logs import configure_logging
 from pgsched.scheduler import Scheduler
@@ -152,6 +153,7 @@ class Worker:
             from pgsched.worker.pruner import Pruner
 
             loops.append(Pruner(self.app, settings.prune_older_than))
+        loops.extend([health.readiness] if health is not None else [])  # /readyz, from memory
         threads = [LoopThread(loop, self.halt) for loop in loops]
         for thread in threads:
             thread.start()
@@ -175,6 +177,7 @@ class Worker:
             declare_queues(conn, self.app.db, self.queues, utcnow())
             self._register(conn)
             reconcile_queues(conn, self.app.db, utcnow())
+        publish_settings(self.app.db, self.app.settings)  # the SQL views follow the timeout
 
     def _until_connected(self, action: Callable[[], None]) -> None:
         """Run ``action`` until the database lets it through; a signal ends the wait."""
