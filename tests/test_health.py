@@ -83,6 +83,8 @@ def served(health_app, workers) -> int:
     workers.start("health_app.py", "--health-port", str(port))
     wait_for(lambda: answers(port), 60, what=f"the health server on port {port}",
              logs=workers.logs)
+    wait_for(lambda: get_json(port, "/readyz")[0] == 200, 30, what="the worker to be ready",
+             logs=workers.logs)
     return port
 
 

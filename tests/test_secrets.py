@@ -100,7 +100,18 @@ def run_worker(env: dict[str, str], log_path: Path, serves: bool) -> None:
             for path in ("/healthz", "/readyz", "/metrics"):
                 assert_clean(get(port, path)[2], path)
             worker.send_signal(signal.SIGTERM)
-        assert worker.wait(60) == (0 if serves else 2), log_path.read_text()
+            assert worker.wait(60) == 0, log_path.read_text()
+        else:
+            # A URL that cannot work exits at once (2); one whose server cannot be reached is
+            # waited for, and the worker says so until it is stopped.
+            wait_for(lambda: worker.poll() is not None
+                     or "cannot reach the database" in log_path.read_text(), 60,
+                     what="the worker to give up or to wait", logs=log_path.read_text)
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(60) == 0, log_path.read_text()
+            else:
+                assert worker.returncode == 2, log_path.read_text()
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -470,6 +470,9 @@ class Dispatcher:
             running = self._log_info.pop(outcome.workflow_id, None)
             log_outcome(outcome, running, recorded=outcome.workflow_id in recorded,
                         now=utcnow())
+            if running is not None:
+                self.metrics.finished(running.queue, running.name, outcome.status,
+                                      time.monotonic() - running.started)
 
     def _plan(self) -> list[tuple[Queue, int, bool]]:
         """Share the free capacity among the ready queues, one unit at a time starting at a

@@ -74,8 +74,9 @@ class Worker:
         # wait on each other.
         app.db.pool_size = max(app.db.pool_size, self.concurrency + POOL_LOOPS)
         self.lease = Lease(settings.takeover_timeout)
-        #: Why the worker is not serving yet (None once it is), for /readyz.
-        self.startup_problem: str | None = "starting"
+        #: Why the worker cannot start serving (None unless it waits for the database), for
+        #: the health endpoints.
+        self.startup_problem: str | None = None
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self.halt = threading.Event()
