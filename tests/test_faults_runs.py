@@ -163,7 +163,8 @@ def test_a_process_crashing_pill_is_dead_lettered_alone(faults, workers, sql):
                                               workflow_id=f"innocent-{index}").workflow_id)
 
     def start() -> object:
-        return workers.start("faults_app.py", "--queues", "mixed", "--concurrency", "4")
+        return workers.start("faults_app.py", "--queues", "mixed", "--concurrency", "8",
+                             env={"PGSCHED_POOL_SIZE": "12"})
 
     supervised = [start(), start()]
     restarts, deadline = 0, time.monotonic() + 120
@@ -182,7 +183,6 @@ def test_a_process_crashing_pill_is_dead_lettered_alone(faults, workers, sql):
     dead = [i for i in innocents if rows[i][0] == "DEAD"]
     assert dead == [], f"{len(dead)} innocent run(s) dead-lettered with the pill: {dead}"
     assert all(rows[i][0] == "SUCCESS" for i in innocents)
-    print(sql("SELECT id, attempts, status FROM workflows WHERE attempts > 1 ORDER BY seq"))
     print(f"pill DEAD after 5 crashes; {restarts} worker restarts; 160 innocents SUCCESS")
 
 
@@ -280,7 +280,8 @@ def test_no_lost_wake_up_over_a_thousand_enqueues(faults, workers, sql, database
     second enqueue often lands during the round that claims the first, and waits for both to
     start before the next burst: nothing else would wake the worker for a run it forgot."""
     workers.start("faults_app.py", "--queues", "busy,wake0,wake1,wake2,wake3",
-                  "--concurrency", "12", env={"PGSCHED_POLL_INTERVAL": str(POLL)})
+                  "--concurrency", "12",
+                  env={"PGSCHED_POLL_INTERVAL": str(POLL), "PGSCHED_POOL_SIZE": "16"})
     workers.wait_registered(sql, 1)
     faults.busy.enqueue_many([(faults.busywork, (), {})] * 2500)
     wait_for(lambda: sql("SELECT count(*) FROM workflows WHERE status = 'SUCCESS'")[0][0] > 20,
