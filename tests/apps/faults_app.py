@@ -215,10 +215,10 @@ def greet(name: str) -> str:
 
 
 @app.workflow()
-def declined(card: str) -> None:
+def charge_card(card: str) -> None:
     raise ValueError(f"card declined {card}")
 
 
 @app.workflow()
-def refused(reason: str) -> None:
+def refund(reason: str) -> None:
     raise PermanentError(f"refused for good: {reason}")
