@@ -350,6 +350,22 @@ def test_no_lost_wake_up_over_a_thousand_enqueues(faults, workers, sql, database
 # -- #12 ------------------------------------------------------------------------------------------
 
 
+def blocked_by(sql: Callable[..., list[tuple]], holder: int) -> set[int]:
+    """Backends waiting on ``holder``'s locks, directly or behind another waiting backend
+    (workers that queue on a lock of their own behind the first one count too)."""
+    waits = dict(sql("SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity "
+                     "WHERE wait_event_type = 'Lock'"))
+    blocked: set[int] = set()
+    grew = True
+    while grew:
+        grew = False
+        for pid, blockers in waits.items():
+            if pid not in blocked and ({holder} | blocked) & set(blockers):
+                blocked.add(pid)
+                grew = True
+    return blocked
+
+
 def test_workers_declaring_queues_in_opposite_orders_both_start(faults, workers, sql,
                                                                 database_url, schema):
     """Workers with --queues a,b beside workers with --queues b,a, started at the same moment,
@@ -364,8 +380,7 @@ def test_workers_declaring_queues_in_opposite_orders_both_start(faults, workers,
                      for order in ("a,b", "b,a", "a,b", "b,a")]
 
             def lined_up() -> bool:
-                waiting = sql("SELECT count(*) FROM pg_locks WHERE NOT granted "
-                              "AND relation = %s::regclass", (f'"{schema}".queues',))[0][0]
+                waiting = len(blocked_by(sql, gate.info.backend_pid))  # noqa: B023
                 return (waiting >= len(group)  # noqa: B023
                         or sql("SELECT count(*) FROM workers")[0][0] >= len(group)  # noqa: B023
                         or any(p.poll() is not None for p in group))  # noqa: B023
