@@ -90,10 +90,10 @@ def test_a_worker_paused_past_its_lease_does_not_run_work_twice(throwaway, worke
     finally:
         paused.send_signal(signal.SIGCONT)
 
-    assert_only_in_flight_ran_twice(fault, in_flight, workers.logs())
     assert not claimed_unregistered, (
         f"the resumed worker claimed jobs {sorted(claimed_unregistered)} before it had "
         f"re-registered\n{workers.logs()}")
+    assert_only_in_flight_ran_twice(fault, in_flight, workers.logs())
     assert paused.poll() is None, "the resumed worker exited"
 
 
