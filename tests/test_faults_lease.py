@@ -53,6 +53,14 @@ def in_flight_when_frozen(fault, pid: int) -> set[int]:  # type: ignore[no-untyp
     return fault.running_on(pid)
 
 
+def declared_dead(fault, pid: int) -> bool:  # type: ignore[no-untyped-def]
+    """The fleet has given up on this worker: its runs were taken over and it holds no
+    fresh lease (its row is gone, or its heartbeat older than the takeover timeout)."""
+    return not fault.running_on(pid) and not fault.sql(
+        "SELECT 1 FROM workers WHERE pid = %s "
+        "AND heartbeat_at > clock_timestamp() - interval '2 seconds'", (pid,))
+
+
 def assert_only_in_flight_ran_twice(fault, in_flight: set[int], logs: str) -> None:  # type: ignore[no-untyped-def]
     wait_for(lambda: fault.statuses().get("SUCCESS") == JOBS, 90,
              what="every run to succeed", logs=lambda: f"{fault.statuses()}\n{logs}")
@@ -77,8 +85,7 @@ def test_a_worker_paused_past_its_lease_does_not_run_work_twice(throwaway, worke
     paused.send_signal(signal.SIGSTOP)
     try:
         in_flight = in_flight_when_frozen(fault, paused.pid)
-        wait_for(lambda: not fault.running_on(paused.pid)
-                 and not fault.sql("SELECT 1 FROM workers WHERE pid = %s", (paused.pid,)), 30,
+        wait_for(lambda: declared_dead(fault, paused.pid), 30,
                  what="the healthy worker to take the paused worker's runs over",
                  logs=workers.logs)
         time.sleep(3)  # the fault: paused for about three takeover timeouts in all
@@ -116,7 +123,7 @@ def test_a_worker_cut_off_past_its_lease_does_not_run_work_twice(throwaway, work
 
     fault.proxy.cut()
     in_flight = in_flight_when_frozen(fault, cut_off.pid)
-    wait_for(lambda: not fault.sql("SELECT 1 FROM workers WHERE pid = %s", (cut_off.pid,)), 30,
+    wait_for(lambda: declared_dead(fault, cut_off.pid), 30,
              what="the cut-off worker to be declared dead", logs=workers.logs)
     time.sleep(9)  # the fault: a cut of about six takeover timeouts in all
     fault.proxy.restore()
