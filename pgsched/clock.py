@@ -29,7 +29,11 @@ WARN_OFFSET = timedelta(seconds=1)
 #: Samples whose round trip took longer say little about the offset.
 MAX_ROUND_TRIP = 0.25
 
+#: Never trust an offset to better than this, however fast the sample's round trip.
+MIN_UNCERTAINTY = timedelta(milliseconds=2)
+
 _offset = timedelta(0)
+_uncertainty = MIN_UNCERTAINTY
 _warned = False
 _lock = threading.Lock()
 
@@ -46,6 +50,16 @@ def utcnow() -> datetime:
     if type(now) is not _REAL[0]:  # freezegun's FakeDatetime: the test owns time
         return now
     return now + _offset
+
+
+def latest() -> datetime:
+    """The latest time the database clock may show now, given how well the offset is known.
+
+    Claims compare due times with this: a run enqueued for "now" carries the enqueuer's
+    estimate of the database time, and a worker whose own estimate is a millisecond behind
+    would otherwise find nothing due, right after the NOTIFY that announced the run."""
+    now = utcnow()
+    return now if type(now) is not _REAL[0] else now + _uncertainty
 
 
 def _frozen() -> bool:
@@ -74,13 +88,14 @@ def measure(conn: Any) -> timedelta | None:
 def observe(db_now: datetime, sent: datetime, received: datetime) -> timedelta | None:
     """Take one sample: the database said ``db_now`` between the local times ``sent`` and
     ``received`` (both read with ``local_now``)."""
-    global _offset, _warned
+    global _offset, _uncertainty, _warned
     trip = received - sent
     if trip > timedelta(seconds=MAX_ROUND_TRIP) or _frozen():
         return None
     measured = db_now - (sent + trip / 2)
     with _lock:
         _offset = measured
+        _uncertainty = max(MIN_UNCERTAINTY, trip / 2) * 2
         off = abs(measured) > WARN_OFFSET
         if off and not _warned:
             logger.bind(component="clock").warning(

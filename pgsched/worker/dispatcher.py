@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from loguru import logger
 
-from pgsched import lifecycle
+from pgsched import clock, lifecycle
 from pgsched.claims import peek, queue_definitions
 from pgsched.clock import utcnow
 from pgsched.errors import JobTimeout, SerializationError
@@ -319,7 +319,7 @@ class Dispatcher:
         """Look for waiting runs; return whether one is ready to start."""
         self._refresh_definitions(conn)
         period = self.app.settings.poll_interval
-        wall = utcnow()
+        wall = clock.latest()
         found = peek(conn, self.db, self.queue_names, self.names, wall)
         ready = {name for name, waiting in found.items() if waiting.ready}
         self.ready |= ready
@@ -391,7 +391,7 @@ class Dispatcher:
         results: list[tuple[Queue, int, bool, list[dict[str, Any]]]] = []
         if writes or returned or plan:
             started = time.perf_counter()
-            now = utcnow()
+            now = clock.latest()
             notes = Counter(self.notes)
             finished = None
             statements = bool(writes or returned) + sum(
