@@ -163,11 +163,21 @@ class CuttableProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.target)
+            server = self._upstream()
             with self.lock:
                 self.sockets += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _upstream(self) -> socket.socket:
+        """TCP, or the server's Unix socket when its host is a directory (the embedded
+        server listens only there)."""
+        host, port = self.target
+        if not host.startswith("/"):
+            return socket.create_connection(self.target)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.connect(f"{host}/.s.PGSQL.{port}")
+        return server
 
     @staticmethod
     def _pipe(source: socket.socket, sink: socket.socket) -> None:

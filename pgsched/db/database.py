@@ -117,7 +117,10 @@ class Database:
                 )
                 with self._pool.connection() as conn:
                     # Delays this process computes are compared with the workers' times.
+                    # Autocommit: one statement, no BEGIN/ROLLBACK around it.
+                    conn.autocommit = True
                     clock.measure(conn)
+                    conn.autocommit = False
             return self._pool
 
     @contextmanager
