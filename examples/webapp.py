@@ -7,7 +7,7 @@ This is the transactional outbox pattern without an outbox table. The web proces
 table on its first request, so it runs on a fresh database.
 
 Run it: `pgsched worker examples/webapp.py & flask --app examples/webapp.py run`
-then sign someone up: `curl -X POST localhost:5000/signups -d '{"email": "ada@example.com"}'`
+then sign someone up: `curl -f -X POST localhost:5000/signups -d '{"email": "ada@example.com"}'`
 and the worker's log shows the welcome email.
 """
 
