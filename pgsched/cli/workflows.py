@@ -20,6 +20,7 @@ import click
 
 from pgsched import operations
 from pgsched.cli.common import cli, database_of, echo_json, json_option
+from pgsched.cli.ids import ELLIPSIS, short_ids
 from pgsched.clock import utcnow
 from pgsched.db import Database
 from pgsched.db.migrations import check_version
@@ -132,7 +133,7 @@ def resolve_id(db: Database, given: str) -> str:
         return given
     except WorkflowNotFound:
         pass
-    prefix = given.rstrip("…")
+    prefix = given.rstrip(ELLIPSIS)
     matches = operations.list_workflows(db, id_prefix=prefix, limit=2) if prefix else []
     if len(matches) == 1:
         return str(matches[0]["id"])
@@ -155,16 +156,26 @@ def workflows() -> None:
     """Find, inspect, cancel, resume, retry and fork runs."""
 
 
+def run_filters(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The filters of `workflows list`, shared by the bulk cancel, resume and retry."""
+    options = [
+        click.option("--status", "statuses", multiple=True, metavar="STATUS",
+                     type=click.Choice(operations.STATUSES, case_sensitive=False),
+                     help="Only runs in this status (repeatable)."),
+        click.option("--name", default=None, help="Only runs of this workflow."),
+        click.option("--queue", default=None, help="Only runs on this queue."),
+        click.option("--since", default=None, metavar="WHEN",
+                     help="Created at or after WHEN: a duration ago (1h, 2d) or an ISO time."),
+        click.option("--until", default=None, metavar="WHEN", help="Created before WHEN."),
+        click.option("--id-prefix", default=None, help="Only runs whose id starts with this."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @workflows.command("list")
-@click.option("--status", "statuses", multiple=True, metavar="STATUS",
-              type=click.Choice(operations.STATUSES, case_sensitive=False),
-              help="Only runs in this status (repeatable).")
-@click.option("--name", default=None, help="Only runs of this workflow.")
-@click.option("--queue", default=None, help="Only runs on this queue.")
-@click.option("--since", default=None, metavar="WHEN",
-              help="Created at or after WHEN: a duration ago (1h, 2d) or an ISO time.")
-@click.option("--until", default=None, metavar="WHEN", help="Created before WHEN.")
-@click.option("--id-prefix", default=None, help="Only runs whose id starts with this.")
+@run_filters
 @click.option("--limit", type=click.IntRange(1, operations.MAX_LIMIT), default=50,
               show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
@@ -187,11 +198,12 @@ def list_command(ctx: click.Context, statuses: tuple[str, ...], name: str | None
         click.echo("no runs match")
         return
     now = utcnow()
+    shown = short_ids(r["id"] for r in rows)
     click.echo(table(
         ["ID", "NAME", "STATUS", "QUEUE", "TRY", "AGE"],
-        [[r["id"], r["name"], r["status"], r["queue"], f"{r['attempts']}/{r['max_attempts']}",
-          age(r["created_at"], now)] for r in rows],
-        shrink=[[1, 3], [0]],
+        [[shown[r["id"]], r["name"], r["status"], r["queue"],
+          f"{r['attempts']}/{r['max_attempts']}", age(r["created_at"], now)] for r in rows],
+        shrink=[[1, 3]],
     ))
     if len(rows) == limit:
         click.echo(f"(first {limit}; see more with --offset {offset + limit})")
@@ -259,12 +271,13 @@ def show_command(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
         ))
     if run["children"]:
         click.echo("\nchild runs")
+        shown = short_ids(c["id"] for c in run["children"])
         click.echo(table(["ID", "NAME", "STATUS"],
-                         [[c["id"], c["name"], c["status"]] for c in run["children"]],
-                         shrink=[[1], [0]]))
+                         [[shown[c["id"]], c["name"], c["status"]] for c in run["children"]],
+                         shrink=[[1]]))
 
 
-def _apply(ctx: click.Context, ids: tuple[str, ...], verb: str,
+def _apply(ctx: click.Context, ids: Sequence[str], verb: str,
            operation: Callable[[Database, str], object], as_json: bool) -> None:
     """Apply an operation to each id; report every id, and exit 2 if any failed."""
     db = open_database(ctx)
@@ -283,37 +296,101 @@ def _apply(ctx: click.Context, ids: tuple[str, ...], verb: str,
                 click.echo(f"error: {exc}", err=True)
     if as_json:
         echo_json(results)
+    elif len(results) > 1:
+        click.echo(f"{verb} {sum(r['ok'] for r in results)} of {len(results)} run(s)")
     if not all(r["ok"] for r in results):
         sys.exit(2)
 
 
-@workflows.command("cancel")
-@click.argument("ids", metavar="ID...", nargs=-1, required=True)
-@json_option
-@click.pass_context
-def cancel_command(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
-    """Cancel waiting or running runs (and their child workflows). A running run stops at
-    its next step boundary; its queue slot is freed at once."""
-    _apply(ctx, ids, "cancelled", operations.cancel, as_json)
+def _matching(ctx: click.Context, verb: str, applies_to: tuple[str, ...],
+              filters: dict[str, Any]) -> list[str]:
+    """Every top-level run the filters match, among those the operation applies to. Child
+    workflows are left out: they follow their parent (and refuse to be operated alone)."""
+    statuses = [s.upper() for s in filters["statuses"]] or list(applies_to)
+    wrong = [s for s in statuses if s not in applies_to]
+    if wrong:
+        raise click.BadParameter(
+            f"{verb} applies to {', '.join(applies_to)} runs, not {', '.join(wrong)}",
+            param_hint="--status")
+    db = open_database(ctx)
+    query = {
+        "status": statuses, "name": filters["name"], "queue": filters["queue"],
+        "since": parse_when(filters["since"]) if filters["since"] else None,
+        "until": parse_when(filters["until"]) if filters["until"] else None,
+        "id_prefix": filters["id_prefix"],
+    }
+    ids: list[str] = []
+    while True:
+        page = operations.list_workflows(db, **query, limit=operations.MAX_LIMIT,
+                                         offset=len(ids))
+        ids.extend(str(r["id"]) for r in page if r["parent_id"] is None)
+        if len(page) < operations.MAX_LIMIT:
+            return ids
 
 
-@workflows.command("resume")
-@click.argument("ids", metavar="ID...", nargs=-1, required=True)
-@json_option
-@click.pass_context
-def resume_command(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
-    """Put CANCELLED runs back on their queues; each continues from its last checkpoint."""
-    _apply(ctx, ids, "resumed", operations.resume, as_json)
+def _bulk(ctx: click.Context, ids: tuple[str, ...], name: str, verb: str,
+          applies_to: tuple[str, ...], operation: Callable[[Database, str], object],
+          as_json: bool, yes: bool, filters: dict[str, Any]) -> None:
+    """IDs as given, or every run the filters match after a count and a confirmation."""
+    filtered = any(value for value in filters.values())
+    if ids and filtered:
+        raise click.UsageError("give run ids or filters, not both")
+    if ids:
+        _apply(ctx, ids, verb, operation, as_json)
+        return
+    if not filtered:
+        raise click.UsageError(
+            f"give run ids, or filters such as --status, --queue and --since to {name} every "
+            "run they match (see `pgsched workflows list` with the same filters)")
+    matched = _matching(ctx, name, applies_to, filters)
+    if not matched:
+        if as_json:
+            echo_json([])
+        else:
+            click.echo("no runs match")
+        return
+    if not yes:
+        shown = short_ids(matched[:5])
+        click.echo(f"{len(matched)} run(s) match: "
+                   + ", ".join(shown[i] for i in matched[:5])
+                   + (", ..." if len(matched) > 5 else ""), err=True)
+        if not click.confirm(f"{name} all {len(matched)}?", err=True):
+            click.echo("nothing changed (pass --yes to skip this question)", err=True)
+            sys.exit(1)
+    _apply(ctx, matched, verb, operation, as_json)
 
 
-@workflows.command("retry")
-@click.argument("ids", metavar="ID...", nargs=-1, required=True)
-@json_option
-@click.pass_context
-def retry_command(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
-    """Put failed (ERROR) or dead-lettered (DEAD) runs back on their queues; each continues
-    from its last checkpoint with a fresh count of attempts."""
-    _apply(ctx, ids, "retried", operations.retry, as_json)
+def bulk_command(name: str, verb: str, applies_to: tuple[str, ...],
+                 operation: Callable[[Database, str], object], doc: str) -> None:
+    """``workflows cancel|resume|retry``: by id, or in bulk by the filters of ``list``."""
+
+    @workflows.command(name, help=doc)
+    @click.argument("ids", metavar="[ID...]", nargs=-1)
+    @run_filters
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask before a bulk change.")
+    @json_option
+    @click.pass_context
+    def command(ctx: click.Context, ids: tuple[str, ...], yes: bool, as_json: bool,
+                **filters: Any) -> None:
+        _bulk(ctx, ids, name, verb, applies_to, operation, as_json, yes, filters)
+
+
+_BULK_HELP = (" With filters instead of ids (the same as `workflows list`: --status, --name,"
+              " --queue, --since, --until, --id-prefix) it applies to every matching run of"
+              " the statuses it applies to, after printing the count and asking (--yes skips"
+              " the question).")
+bulk_command(
+    "cancel", "cancelled", ("ENQUEUED", "RUNNING"), operations.cancel,
+    "Cancel waiting or running runs (and their child workflows). A running run stops at its "
+    "next step boundary; its queue slot is freed at once." + _BULK_HELP)
+bulk_command(
+    "resume", "resumed", ("CANCELLED",), operations.resume,
+    "Put CANCELLED runs back on their queues; each continues from its last checkpoint."
+    + _BULK_HELP)
+bulk_command(
+    "retry", "retried", ("ERROR", "DEAD"), operations.retry,
+    "Put failed (ERROR) or dead-lettered (DEAD) runs back on their queues; each continues "
+    "from its last checkpoint with a fresh count of attempts." + _BULK_HELP)
 
 
 @workflows.command("fork")
