@@ -7,7 +7,15 @@ import sys
 import click
 
 # Importing each command module registers its commands on the root group.
-from pgsched.cli import bench, core_commands, queues, schedules, workflows  # noqa: F401
+from pgsched.cli import (  # noqa: F401
+    bench,
+    core_commands,
+    enqueue,
+    queues,
+    schedules,
+    workers,
+    workflows,
+)
 from pgsched.cli.common import cli
 from pgsched.errors import PgschedError
 from pgsched.logs import configure_logging
