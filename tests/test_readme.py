@@ -141,11 +141,16 @@ class User:
         return line[found.end():]
 
     def run(self, line: str, timeout: float = 180) -> str:
+        """Run a command to its end; it must succeed. Returns stdout and stderr together."""
+        done = self.complete(line, timeout)
+        return done.stdout + done.stderr
+
+    def complete(self, line: str, timeout: float = 180) -> subprocess.CompletedProcess:
         done = subprocess.run(self.command(line), shell=True, cwd=self.project, env=self.env,
                               capture_output=True, text=True, timeout=timeout)
         output = done.stdout + done.stderr
         assert done.returncode == 0, f"`{line}` exited {done.returncode}:\n{output[-4000:]}"
-        return output
+        return done
 
     def start(self, line: str, name: str) -> tuple[subprocess.Popen, Path]:
         """Start a command: a simple one as its own process (so it gets the signal itself),
