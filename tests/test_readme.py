@@ -7,8 +7,8 @@ with it (and no block may go without one):
 - ``<!-- readme-test: file PATH [run="CMD"] -->``: save the block as PATH in the user's
   project directory (then run CMD there, which must succeed);
 - ``<!-- readme-test: run [expect="TEXT"] [until="TEXT"] -->``: run each line of the block
-  as a shell command; it must succeed (and print TEXT). With ``until`` the command runs until
-  its output shows TEXT, then gets SIGTERM and must exit 0 (a worker);
+  as a shell command; each must succeed (and together print TEXT). With ``until`` a command
+  runs until its output shows TEXT, then gets SIGTERM and must exit 0 (a worker);
 - ``<!-- readme-test: background -->``: start each line and keep it running while the later
   blocks run (a worker in another terminal); it must stop cleanly on SIGTERM at the end;
 - ``<!-- readme-test: sql -->``: run the statements on the database the blocks used;
@@ -260,12 +260,9 @@ def test_readme_block(block: Block, user: User) -> None:
             proc, log = user.start(line, f"background-{block.line}-{number}")
             user.background.append((proc, log))
     elif block.kind == "run":
-        for line in commands(block.body):
-            if "until" in block.options:
-                output = user.run_until(line, block.options["until"])
-            else:
-                output = user.run(line)
-            assert block.options.get("expect", "") in output, output[-3000:]
+        outputs = [user.run_until(line, block.options["until"]) if "until" in block.options
+                   else user.run(line) for line in commands(block.body)]
+        assert block.options.get("expect", "") in "".join(outputs), "".join(outputs)[-3000:]
     elif block.kind == "sql":
         with psycopg.connect(user.database_url(), autocommit=True) as conn:
             for statement in filter(str.strip, block.body.split(";")):

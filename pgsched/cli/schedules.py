@@ -19,6 +19,8 @@ from pgsched.errors import ConfigurationError
 
 #: A worker wakes for a tick up to 10 s after it (its jitter); later than that is overdue.
 OVERDUE_AFTER_S = 10.0
+#: A run still waiting this long after its tick is worth a sentence in `schedules show`.
+WAITING_AFTER_S = 60.0
 
 
 def next_text(row: dict[str, Any], now: datetime) -> str:
@@ -119,9 +121,11 @@ def why(row: dict[str, Any], now: datetime) -> list[str]:
             + (f": {row['last_run_error_type']}: {row['last_run_error']}"
                if row["last_run_error"] else "")
             + f"; `pgsched workflows show {row['last_run_id']}`")
-    if row["last_run_status"] == "ENQUEUED":
-        reasons.append(f"its last run {row['last_run_id']} is waiting to start (queue "
-                       f"{row['queue']}: see `pgsched queues`)")
+    waited = (now - row["last_run_scheduled_at"]).total_seconds() \
+        if row["last_run_scheduled_at"] else 0.0
+    if row["last_run_status"] == "ENQUEUED" and waited > WAITING_AFTER_S:
+        reasons.append(f"its last run {row['last_run_id']} has waited {seconds_text(waited)} "
+                       f"to start (queue {row['queue']}: see `pgsched queues`)")
     if not reasons:
         reasons.append(f"fires as expected: next tick {upcoming}"
                        + (f", last run {row['last_run_status']}" if row["last_run_id"] else ""))
