@@ -76,7 +76,10 @@ class Registry:
         else:
             spec = getattr(fn, SPEC_ATTR, None)
             if isinstance(spec, WorkflowSpec) and self.workflows.get(spec.name) is not spec:
-                spec = None
+                raise NotRegistered(
+                    f"{spec.name!r} is a workflow of another pgsched.App; start or enqueue it "
+                    "through that app and its queues (each worker runs one app)"
+                )
         if isinstance(spec, StepSpec):
             decorator = "@app.step()" if spec.kind == "step" else "@app.transaction()"
             raise NotRegistered(

@@ -28,3 +28,15 @@ def test_starting_a_step_says_to_call_it_from_a_workflow() -> None:
     for error in (step_error, transaction_error):
         assert "decorate it with" not in str(error.value)
         assert "Call it from an @app.workflow() function" in str(error.value)
+
+
+def test_starting_another_apps_workflow_names_the_mistake() -> None:
+    url = "postgresql://unused@127.0.0.1:1/x"
+    billing, shipping = pgsched.App("billing", database_url=url), pgsched.App("shipping",
+                                                                              database_url=url)
+
+    @shipping.workflow()
+    def ship(order_id: int) -> None: ...
+
+    with pytest.raises(NotRegistered, match="ship' is a workflow of another pgsched.App"):
+        billing.start(ship, 1)
