@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -64,8 +63,8 @@ class Operator:
 
 
 @pytest.fixture
-def operator(tmp_path: Path) -> Iterator[Operator]:
-    person = fresh_user(tmp_path)
+def operator() -> Iterator[Operator]:
+    person = fresh_user()
     shutil.copy(APPS / "cli_app.py", person.project / "cli_app.py")
     yield Operator(person)
     person.close()

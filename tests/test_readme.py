@@ -36,6 +36,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,9 +222,14 @@ class User:
             self.stop(proc, log, clean=False)
         if self.server is not None:
             self.server.cleanup()  # type: ignore[attr-defined]
+        shutil.rmtree(self.home.parent, ignore_errors=True)
 
 
-def fresh_user(base: Path) -> User:
+def fresh_user() -> User:
+    """A new home and project directory. They live outside pytest's temporary directory:
+    pytest resets that to mode 0700 whenever a session starts, which locks out the embedded
+    server's system user (it runs as its own user when we are root) mid-test."""
+    base = Path(tempfile.mkdtemp(prefix="pgsched-user-"))
     home, project = base / "home", base / "project"
     home.mkdir()
     project.mkdir()
@@ -236,10 +242,10 @@ def fresh_user(base: Path) -> User:
 
 
 @pytest.fixture(scope="module")
-def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[User]:
+def user() -> Iterator[User]:
     """One fresh machine for the README's blocks, in order: later blocks build on earlier
     ones (the task module, then its worker, then the client), as they do for a reader."""
-    person = fresh_user(tmp_path_factory.mktemp("readme-user"))
+    person = fresh_user()
     yield person
     person.close()
 
@@ -292,14 +298,14 @@ def run_it(path: Path) -> tuple[str, str | None]:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").iterdir()
                                         if not p.name.startswith((".", "__"))))
-def test_example_runs_with_the_command_in_its_docstring(name: str, tmp_path: Path) -> None:
+def test_example_runs_with_the_command_in_its_docstring(name: str) -> None:
     """Each example on its own fresh machine, from a fresh database."""
     if name in EXAMPLE_DATA:
         covering = ROOT / EXAMPLE_DATA[name]
         assert f"examples\" / \"{name}" in covering.read_text() or name in covering.read_text()
         pytest.skip(f"not a program: {EXAMPLE_DATA[name]} renders it")
     assert name in EXAMPLE_OUTPUT, f"say what examples/{name} prints when it works"
-    person = fresh_user(tmp_path)
+    person = fresh_user()
     line, then = run_it(ROOT / "examples" / name)
     try:
         if line.startswith("pytest"):
@@ -311,6 +317,6 @@ def test_example_runs_with_the_command_in_its_docstring(name: str, tmp_path: Pat
                 line, EXAMPLE_OUTPUT[name],
                 then=then.replace("localhost:5000", f"localhost:{port}") if then else None)
         assert EXAMPLE_OUTPUT[name] in output, output[-3000:]
+        assert (person.data_dir / "PG_VERSION").exists(), "it ran on the embedded default"
     finally:
         person.close()
-    assert (person.data_dir / "PG_VERSION").exists(), "it ran on the embedded default"
