@@ -9,6 +9,7 @@ import click
 # Importing each command module registers its commands on the root group.
 from pgsched.cli import (  # noqa: F401
     bench,
+    bulk,
     core_commands,
     enqueue,
     queues,
