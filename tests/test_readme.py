@@ -4,8 +4,8 @@ Nothing here is a copy of the README: its fenced blocks are read from README.md 
 block that stops working fails this test. Each block is preceded by a marker saying what to do
 with it (and no block may go without one):
 
-- ``<!-- readme-test: file PATH [run="CMD"] -->``: save the block as PATH in the user's
-  project directory (then run CMD there, which must succeed);
+- ``<!-- readme-test: file PATH [run="CMD" [expect="TEXT"]] -->``: save the block as PATH in
+  the user's project directory (then run CMD there, which must succeed and print TEXT);
 - ``<!-- readme-test: run [expect="TEXT"] [until="TEXT"] -->``: run each line of the block
   as a shell command; each must succeed (and together print TEXT). With ``until`` a command
   runs until its output shows TEXT, then gets SIGTERM and must exit 0 (a worker);
@@ -260,7 +260,8 @@ def test_readme_block(block: Block, user: User) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(block.body + "\n")
         if "run" in block.options:
-            user.run(block.options["run"])
+            output = user.run(block.options["run"])
+            assert block.options.get("expect", "") in output, output[-3000:]
     elif block.kind == "background":
         for number, line in enumerate(commands(block.body)):
             proc, log = user.start(line, f"background-{block.line}-{number}")
