@@ -160,7 +160,8 @@ class User:
         command = self.command(line)
         shell = bool(SHELL_SYNTAX.search(command))
         with open(log, "w") as out:
-            proc = subprocess.Popen(command if shell else shlex.split(command), shell=shell,
+            proc = subprocess.Popen(command if shell else shlex.split(command, comments=True),
+                                    shell=shell,
                                     cwd=self.project, env=self.env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=shell)
         return proc, log
