@@ -1,9 +1,12 @@
-"""Claiming ready runs under the queue limits, shared by the worker and the test helpers."""
+"""Queues as the database holds them: declared limits, and what waits in them.
+
+Claiming itself changes a run's state, so it lives in ``pgsched.lifecycle``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pgsched.db import Database
@@ -12,99 +15,59 @@ if TYPE_CHECKING:
     from pgsched.queues import Queue
 
 
-def declare_queues(db: Database, queues: list[Queue], now: datetime) -> None:
-    """Write each queue's limits and slot rows so the claim query can enforce them."""
-    with db.connection() as conn:
-        for queue in queues:
-            count, period = queue.rate_limit or (None, None)
-            conn.execute(
-                db.sql("declare_queue"),
-                {
-                    "name": queue.name,
-                    "concurrency": queue.concurrency,
-                    "worker_concurrency": queue.worker_concurrency,
-                    "rate_limit": count,
-                    "rate_period_s": period,
-                    "now": now,
-                },
-            )
+def declare_queues(conn: Any, db: Database, queues: list[Queue], now: datetime) -> None:
+    """Write each queue's limits and slot rows so the claim query can enforce them, in the
+    caller's transaction. A worker then settles them on the strictest declaration of the live
+    workers (``reconcile_queues``).
 
-
-def send_claim(
-    conn: Any,
-    db: Database,
-    queue: Queue,
-    limit: int,
-    *,
-    worker_id: str,
-    names: list[str],
-    now: datetime,
-) -> Any:
-    """Send the statements that claim up to ``limit`` runs of ``queue``; return the cursor
-    whose rows are the claimed runs.
-
-    Nothing here reads a result before the claim itself, so in pipeline mode a whole claim
-    round (finish, claims, commit) costs one network round trip, rate limit included: the
-    advisory lock is a statement of its own and the count happens inside the claim.
-    """
-    if queue.concurrency is None and queue.rate_limit is None:
-        return conn.cursor().execute(
-            db.sql("claim_unlimited"),
-            {"queue": queue.name, "limit": limit, "names": names, "worker": worker_id,
-             "now": now},
+    In name order, whatever order the worker serves them in: two workers declaring the same
+    queues in opposite orders in one transaction each would deadlock on the rows."""
+    for queue in sorted(queues, key=lambda q: q.name):
+        count, period = queue.rate_limit or (None, None)
+        conn.execute(
+            db.sql("declare_queue"),
+            {
+                "name": queue.name,
+                "concurrency": queue.concurrency,
+                "worker_concurrency": queue.worker_concurrency,
+                "rate_limit": count,
+                "rate_period_s": period,
+                "now": now,
+            },
         )
-    rate_limit = window_start = prune_before = None
-    if queue.rate_limit is not None:
-        rate_limit, period = queue.rate_limit
-        window_start = now - timedelta(seconds=period)
-        prune_before = window_start - timedelta(seconds=period)
-        conn.execute(db.sql("rate_window"), {"schema": db.schema, "queue": queue.name})
-    return conn.cursor().execute(
-        db.sql("claim"),
-        {
-            "queue": queue.name,
-            "limited": queue.concurrency is not None,
-            "limit": limit,
-            "rate_limit": rate_limit,
-            "window_start": window_start,
-            "prune_before": prune_before,
-            "names": names,
-            "worker": worker_id,
-            "now": now,
-        },
-    )
 
 
-def claim_statements(queue: Queue) -> int:
-    """How many statements ``send_claim`` sends for ``queue``: a rate-limited claim takes the
-    queue's advisory lock in a statement of its own first, and both must share a transaction."""
-    return 1 if queue.rate_limit is None else 2
+def declared_limits(queues: list[Queue]) -> dict[str, dict[str, Any]]:
+    """What a worker's code declares for each queue it serves, as stored with its row."""
+    return {
+        q.name: {"concurrency": q.concurrency, "worker_concurrency": q.worker_concurrency,
+                 "rate_limit": q.rate_limit[0] if q.rate_limit else None,
+                 "rate_period_s": q.rate_limit[1] if q.rate_limit else None}
+        for q in queues
+    }
 
 
-def claim(
-    conn: Any,
-    db: Database,
-    queue: Queue,
-    limit: int,
-    *,
-    worker_id: str,
-    names: list[str],
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Claim up to ``limit`` runs of ``queue`` in the caller's transaction."""
-    if limit <= 0:
-        return []
-    cursor = send_claim(conn, db, queue, limit, worker_id=worker_id, names=names, now=now)
-    return list(cursor.fetchall())
+def reconcile_queues(conn: Any, db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Apply the strictest declaration of the live workers to each queue they serve; return
+    the queues whose limits changed (see reconcile_queues.sql)."""
+    return conn.execute(db.sql("reconcile_queues"), {"now": now}).fetchall()
+
+
+def queue_definitions(conn: Any, db: Database, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The limits the database holds for ``names`` (see queue_definitions.sql)."""
+    rows = conn.execute(db.sql("queue_definitions"), {"names": names}).fetchall()
+    return {row["name"]: row for row in rows}
 
 
 @dataclass(frozen=True)
 class Waiting:
     """What a peek found in one queue: whether a run can start now, and the earliest
-    not-before time still ahead (None: every waiting run is due)."""
+    not-before time still ahead (None: every waiting run is due). ``suspects``: runs
+    recovered from a crashed worker are ready, to be claimed one at a time."""
 
     ready: bool
     next_due: datetime | None
+    suspects: bool = False
 
 
 def peek(
@@ -112,7 +75,8 @@ def peek(
 ) -> dict[str, Waiting]:
     """Which queues hold waiting runs, and when the next one comes due."""
     rows = conn.execute(db.sql("peek"), {"queues": queues, "names": names, "now": now}).fetchall()
-    return {row["name"]: Waiting(bool(row["ready"]), row["next_due"]) for row in rows}
+    return {row["name"]: Waiting(bool(row["ready"]), row["next_due"], bool(row["suspects"]))
+            for row in rows}
 
 
 def ready_queues(

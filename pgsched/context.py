@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pgsched import lifecycle
 from pgsched.clock import utcnow
 from pgsched.errors import ClaimLost, DeterminismError
 
@@ -55,8 +56,9 @@ class RunContext:
         attempts: int = 1,
         child_id: str | None = None,
     ) -> None:
-        row = conn.execute(
-            self.db.sql("checkpoint"),
+        recorded = lifecycle.checkpoint(
+            conn,
+            self.db,
             {
                 "id": self.workflow_id,
                 "token": self.token,
@@ -70,8 +72,8 @@ class RunContext:
                 "started_at": started_at,
                 "now": utcnow(),
             },
-        ).fetchone()
-        if row is None:
+        )
+        if not recorded:
             raise ClaimLost(
                 f"run {self.workflow_id} is no longer owned by this attempt (cancelled, timed "
                 "out or taken over); its step result was not recorded"
@@ -80,12 +82,7 @@ class RunContext:
 
     def fence(self, conn: Any) -> None:
         """Lock the run for the caller's transaction, or raise if this attempt lost it."""
-        if (
-            conn.execute(
-                self.db.sql("fence"), {"id": self.workflow_id, "token": self.token}
-            ).fetchone()
-            is None
-        ):
+        if not lifecycle.fence(conn, self.db, self.workflow_id, self.token):
             raise ClaimLost(
                 f"run {self.workflow_id} is no longer owned by this attempt; "
                 "the transaction step was rolled back"

@@ -28,14 +28,13 @@ from typing import Any
 import psycopg
 from loguru import logger
 
+from pgsched import lifecycle
 from pgsched.clock import utcnow
 from pgsched.db import Database
 from pgsched.errors import ConfigurationError, InvalidOperation, WorkflowNotFound
 from pgsched.handles import Handle
+from pgsched.lifecycle import FINISHED, STATUSES, UNFINISHED
 
-STATUSES = ("ENQUEUED", "RUNNING", "SUCCESS", "ERROR", "CANCELLED", "DEAD")
-FINISHED = ("SUCCESS", "ERROR", "CANCELLED", "DEAD")
-UNFINISHED = ("ENQUEUED", "RUNNING")
 #: A worker whose heartbeat is older than this is not counted as serving a queue.
 LIVE_WORKER_SECONDS = 30.0
 MAX_LIMIT = 10_000
@@ -132,8 +131,8 @@ def cancel(db: Database, workflow_id: str) -> None:
                 "cancel"
             )
         _refuse_child(conn, db, run, "cancel")
-        done = conn.execute(db.sql("ops_cancel"), {"id": workflow_id, "now": utcnow()}).fetchall()
-    if not any(row["id"] == workflow_id for row in done):
+        done = lifecycle.cancel_tree(conn, db, workflow_id, now=utcnow())
+    if workflow_id not in done:
         raise InvalidOperation(
             f"run {workflow_id} finished while it was being cancelled; "
             f"see `pgsched workflows show {workflow_id}`"
@@ -175,11 +174,8 @@ def _requeue(db: Database, workflow_id: str, verb: str, allowed: tuple[str, ...]
             raise InvalidOperation(_wrong_state(workflow_id, run["status"], verb))
         _refuse_child(conn, db, run, verb)
         try:
-            rows = conn.execute(
-                db.sql("ops_requeue"),
-                {"id": workflow_id, "from_statuses": list(allowed), "now": utcnow(),
-                 "channel": db.channel},
-            ).fetchall()
+            rows = lifecycle.requeue_tree(conn, db, workflow_id, from_statuses=list(allowed),
+                                          now=utcnow())
         except psycopg.errors.UniqueViolation:
             conn.rollback()
             raise InvalidOperation(

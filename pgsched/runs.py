@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from pgsched import lifecycle
 from pgsched.backoff import backoff_seconds
 from pgsched.clock import utcnow
 from pgsched.context import RunContext, current_run
@@ -21,7 +21,9 @@ from pgsched.errors import (
     PermanentError,
     SerializationError,
 )
+from pgsched.lifecycle import Outcome
 from pgsched.registry import WorkflowSpec
+from pgsched.retrying import retry_transient
 from pgsched.serialization import decode_inputs, dumps
 
 if TYPE_CHECKING:
@@ -29,26 +31,25 @@ if TYPE_CHECKING:
 
 #: Failures that a retry cannot fix: the run goes to ERROR at once.
 NON_RETRYABLE = (PermanentError, DeterminismError, SerializationError)
+#: Their names, for a child's stored error read back by its parent.
+NON_RETRYABLE_NAMES = frozenset(cls.__name__ for cls in NON_RETRYABLE)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the worker writes back for a run; ``None`` fields keep the stored value."""
-
-    workflow_id: str
-    token: str
-    status: str
-    output: str | None = None
-    error: str | None = None
-    not_before: datetime | None = None
+def _storable(text: str) -> str:
+    """``text`` without what jsonb refuses (U+0000, lone surrogates), made visible instead."""
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_json(exc: BaseException) -> str:
+    """The stored form of a failure. An exception's message or traceback may hold anything a
+    job put there; what jsonb cannot store is escaped, so recording a failure never fails."""
     return json.dumps(
         {
             "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            "message": _storable(str(exc)),
+            "traceback": _storable(
+                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))),
         }
     )
 
@@ -73,6 +74,7 @@ def run_body(
             result = asyncio.run(_with_timeout(spec.fn(*args, **kwargs), timeout))
         else:
             result = spec.fn(*args, **kwargs)
+        output = dumps(result, f"result of workflow {spec.name!r}") if record else None
     except ClaimLost:
         raise
     except BaseException as exc:
@@ -82,7 +84,6 @@ def run_body(
     finally:
         current_run.reset(reset)
     if record:
-        output = dumps(result, f"result of workflow {spec.name!r}")
         finish_now(ctx, Outcome(ctx.workflow_id, ctx.token, "SUCCESS", output=output))
     return result
 
@@ -98,31 +99,27 @@ async def _with_timeout(coro: Any, timeout: float | None) -> Any:
 
 
 def finish_now(ctx: RunContext, outcome: Outcome) -> None:
-    with ctx.db.connection(autocommit=True) as conn:
-        write_outcomes(conn, ctx.db.sql("finish"), [outcome])
+    """Record a child run's outcome at once (its parent's thread goes on with the result)."""
 
+    def write() -> set[str]:
+        with ctx.db.connection(autocommit=True) as conn:
+            return lifecycle.finish(conn, ctx.db, [outcome], worker_id=ctx.worker_id,
+                                    now=utcnow())
 
-def finish_params(outcomes: list[Outcome], now: datetime) -> dict[str, Any]:
-    """Parameters of ``finish.sql``: one array per column, so a batch is one statement."""
-    return {
-        "ids": [o.workflow_id for o in outcomes],
-        "tokens": [o.token for o in outcomes],
-        "statuses": [o.status for o in outcomes],
-        "outputs": [o.output for o in outcomes],
-        "errors": [o.error for o in outcomes],
-        "not_befores": [o.not_before for o in outcomes],
-        "now": now,
-    }
-
-
-def write_outcomes(conn: Any, finish_sql: str, outcomes: list[Outcome]) -> set[str]:
-    """Write a batch of outcomes in one statement; return the ids this worker still owned."""
-    rows = conn.execute(finish_sql, finish_params(outcomes, utcnow())).fetchall()
-    return {row["id"] for row in rows}
+    if not retry_transient(write, f"recording the outcome of run {ctx.workflow_id}"):
+        raise ClaimLost(
+            f"run {ctx.workflow_id} is no longer owned by this attempt (cancelled, timed out or "
+            "taken over); its outcome was not recorded"
+        )
 
 
 def execute(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outcome | None:
-    """Run a claimed top-level run; ``None`` means this attempt lost the run and writes nothing."""
+    """Run a claimed top-level run; ``None`` means this attempt lost the run and writes nothing.
+
+    Any ``BaseException`` a job raises (``sys.exit()``, ``KeyboardInterrupt``, an awaited
+    task's ``CancelledError``) is a failed attempt like any exception: the thread, the slot
+    and the retry budget all behave as for a ``ValueError``.
+    """
     token = ctx.token
     try:
         args, kwargs = decode_inputs(claim["inputs"])
@@ -134,7 +131,7 @@ def execute(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outco
         return Outcome(ctx.workflow_id, token, "CANCELLED", error=error_json(exc))
     except NON_RETRYABLE as exc:
         return Outcome(ctx.workflow_id, token, "ERROR", error=error_json(exc))
-    except Exception as exc:
+    except BaseException as exc:
         attempts, limit = claim["attempts"], claim["max_attempts"]
         if attempts >= limit:
             return Outcome(ctx.workflow_id, token, "DEAD", error=error_json(exc))
@@ -164,7 +161,7 @@ def execute_claimed(
         if row["has_steps"]:
             load_checkpoints(ctx)
         outcome = execute(ctx, spec, row)
-    except Exception as exc:
+    except BaseException as exc:
         logger.bind(component="run").exception("run {} crashed the runner", row["id"])
         outcome = Outcome(row["id"], token, "ERROR", error=error_json(exc))
     return outcome or Outcome(row["id"], token, "LOST")

@@ -34,10 +34,14 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from pgsched.claims import claim, declare_queues, peek
+from psycopg.types.json import Jsonb
+
+from pgsched import lifecycle
+from pgsched.claims import declare_queues, peek
 from pgsched.clock import utcnow
 from pgsched.errors import ConfigurationError, PgschedError
-from pgsched.runs import Outcome, execute_claimed, write_outcomes
+from pgsched.lifecycle import Outcome
+from pgsched.runs import execute_claimed
 from pgsched.scheduler import Scheduler
 from pgsched.serialization import from_jsonable
 
@@ -105,6 +109,7 @@ def in_process_worker(app: App, queues: list[str]) -> Iterator[str]:
         "queues": queues,
         "workflows": sorted(app.registry.workflows),
         "concurrency": 1,
+        "queue_limits": Jsonb({}),  # declares nothing beyond declare_queues
     }
     with app.db.connection() as conn:
         conn.execute(app.db.sql("worker_register"), params)
@@ -142,7 +147,8 @@ def run_until_idle(
     _check_clock()
     app.ensure_schema()
     selected = [app.get_queue(name) for name in (queues or sorted(app.queues))]
-    declare_queues(app.db, selected, utcnow())
+    with app.db.connection() as conn:
+        declare_queues(conn, app.db, selected, utcnow())
     names = sorted(app.registry.workflows)
     executed: list[dict[str, Any]] = []
     with in_process_worker(app, [q.name for q in selected]) as worker_id:
@@ -150,8 +156,8 @@ def run_until_idle(
             found: tuple[Any, dict[str, Any]] | None = None
             for queue in selected:
                 with app.db.connection() as conn:
-                    rows = claim(conn, app.db, queue, 1, worker_id=worker_id, names=names,
-                                 now=utcnow())
+                    rows = lifecycle.claim(conn, app.db, queue, 1, worker_id=worker_id,
+                                           names=names, now=utcnow())
                 if rows:
                     found = (queue, rows[0])
                     break
@@ -168,7 +174,7 @@ def run_until_idle(
             outcome = execute_claimed(app.db, spec, row, worker_id=worker_id, queue=queue.name)
             if outcome.status != "LOST":
                 with app.db.connection() as conn:
-                    write_outcomes(conn, app.db.sql("finish"), [outcome])
+                    lifecycle.finish(conn, app.db, [outcome], worker_id=worker_id, now=utcnow())
             executed.append(_report(row, outcome))
 
 

@@ -26,6 +26,9 @@ from tests.waiting import wait_for
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 
+#: The fault tests' throwaway servers and proxies (tests/fault_rig.py).
+pytest_plugins = ["tests.fault_rig"]
+
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -123,11 +126,14 @@ class Workers:
         self.tmp_path = tmp_path
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, app: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, app: str, *args: str, env: dict[str, str] | None = None,
+              skew: float | None = None) -> subprocess.Popen:
+        """``skew``: seconds to shift the worker's clock by (see tests/skewed.py)."""
         log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "w")  # noqa: SIM115
         target = str(APPS / app) if not app.startswith(("/", "examples")) else app
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pgsched", "worker", target, *args],
+            [sys.executable, "-m", *(["tests.skewed", str(skew)] if skew else ["pgsched"]),
+             "worker", target, *args],
             env={**self.env, **(env or {})},
             cwd=ROOT,
             stdout=log,

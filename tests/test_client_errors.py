@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from pgsched.errors import (
     SerializationError,
     UnknownQueue,
 )
+from tests.waiting import wait_for
 
 
 def test_unserializable_argument_writes_nothing(make_app, sql):
@@ -62,14 +64,34 @@ def test_bad_database_url_is_a_clear_error_without_the_password(env, monkeypatch
         pgsched.App("worse").migrate()
 
 
-def test_worker_with_bad_url_exits_with_a_message(env):
+def test_worker_waits_for_an_unreachable_database_instead_of_exiting(env, tmp_path):
+    """A supervisor restarting a worker that exits at once would only crash-loop it: the
+    worker waits and retries (saying why, without the password) until stopped."""
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pgsched", "worker", "examples/quickstart.py"],
+            env={**env, "PGSCHED_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/x"},
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: log.read_text().count("cannot reach the database") >= 1, 30,
+                 what="the worker to report that it waits for the database")
+        assert worker.poll() is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    assert "retrying in" in log.read_text() and "hunter2" not in log.read_text()
+
+
+def test_worker_with_a_malformed_url_exits_with_a_message(env):
     result = subprocess.run(
         [sys.executable, "-m", "pgsched", "worker", "examples/quickstart.py"],
-        env={**env, "PGSCHED_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/x"},
+        env={**env, "PGSCHED_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/x?bogus=1"},
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert "cannot connect" in result.stderr and "hunter2" not in result.stderr
+    assert "is not valid" in result.stderr and "hunter2" not in result.stderr
 
 
 def test_invalid_settings_fail_at_construction(env):

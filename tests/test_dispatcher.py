@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from pgsched.bench import Proxy
-from pgsched.claims import claim_statements, declare_queues
+from pgsched.claims import declare_queues
 from pgsched.clock import utcnow
-from pgsched.runs import Outcome
+from pgsched.lifecycle import Outcome, claim_statements
 from pgsched.worker.dispatcher import Dispatcher
 from pgsched.worker.metrics import WorkerMetrics
 from tests.waiting import wait_for
@@ -50,7 +50,7 @@ def test_a_failing_claim_rolls_back_the_finish_sent_with_it(make_app, sql) -> No
         dispatcher._round(conn, claim_more=True)
     assert sql("SELECT id, status FROM workflows ORDER BY id") == [
         (done, "RUNNING"), ("poison", "ENQUEUED")]
-    assert [o.workflow_id for o in dispatcher.outcomes] == [done]  # kept for the next round
+    assert [o.workflow_id for o in dispatcher.unwritten] == [done]  # kept for the next round
 
     sql("DROP TRIGGER refuse_poison ON workflows")
     assert dispatcher._round(conn, claim_more=True) == 1
@@ -73,7 +73,8 @@ def test_claim_statements_counts_what_a_round_sends(make_app, database_url, sql)
             """Never runs: the test drives the dispatcher's rounds by hand."""
 
         app.migrate()
-        declare_queues(app.db, [plain, rated], utcnow())
+        with app.db.connection() as conn:
+            declare_queues(conn, app.db, [plain, rated], utcnow())
         dispatcher = Dispatcher(app, "w-test", [plain, rated], 4, WorkerMetrics())
         dispatcher.executor.submit = lambda task: None
         conn = dispatcher._connect()
@@ -103,13 +104,14 @@ def test_rate_limited_claims_take_their_locks_in_one_order(make_app, database_ur
         """Never runs: the test drives the dispatcher's rounds by hand."""
 
     app.migrate()
-    declare_queues(app.db, [first, second], utcnow())
+    with app.db.connection() as conn:
+        declare_queues(conn, app.db, [first, second], utcnow())
     first.enqueue(job)
     second.enqueue(job)
     dispatcher = Dispatcher(app, "w-test", [first, second], 2, WorkerMetrics())
     dispatcher.executor.submit = lambda task: None
     dispatcher._rotation = 0  # the next plan starts at index 1: rate-b before rate-a
-    assert [queue.name for queue, _ in dispatcher._plan()][0] == "rate-b"
+    assert [queue.name for queue, _, _ in dispatcher._plan()][0] == "rate-b"
     dispatcher._rotation = 0
     conn = dispatcher._connect()
     lock = app.db.sql("rate_window")

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 import pgsched
-from pgsched import operations
+from pgsched import lifecycle, operations
+from pgsched.clock import utcnow
 from pgsched.errors import (
     ConfigurationError,
     InvalidOperation,
@@ -126,7 +127,7 @@ def test_get_workflow_has_steps_with_timings_and_children(db, sql: SQL) -> None:
 # -- cancel ---------------------------------------------------------------------------------
 
 
-def test_cancel_frees_the_slot_and_cancels_children(db, sql: SQL) -> None:
+def test_cancel_cancels_children_and_keeps_the_slot_until_the_code_stops(db, sql: SQL) -> None:
     sql("INSERT INTO queues (name, concurrency, updated_at) VALUES ('q', 1, now())")
     sql("INSERT INTO queue_slots (queue, slot, holder) VALUES ('q', 0, 'run')")
     insert_run(sql, "run", "RUNNING", queue="q", executor="w1")
@@ -139,9 +140,14 @@ def test_cancel_frees_the_slot_and_cancels_children(db, sql: SQL) -> None:
     rows = dict(sql("SELECT id, status FROM workflows"))
     assert rows == {"run": "CANCELLED", "run/2": "CANCELLED", "run/2/1": "CANCELLED",
                     "run/1": "SUCCESS"}
+    assert sql("SELECT count(*) FROM workflows WHERE attempt_token IS NOT NULL") == [(0,)]
+    # Worker w1's thread may still execute the run: the slot stays held, so the queue's
+    # concurrency counts that code, until the thread returns or (here) w1 is found gone.
+    assert sql("SELECT holder FROM queue_slots") == [("run",)]
+    with db.connection(autocommit=True) as conn:
+        lifecycle.takeover(conn, db, worker_id="w-live", timeout_s=30, now=utcnow())
     assert sql("SELECT holder FROM queue_slots") == [(None,)]
-    assert sql("SELECT count(*) FROM workflows WHERE attempt_token IS NOT NULL "
-               "OR executor IS NOT NULL") == [(0,)]
+    assert sql("SELECT count(*) FROM workflows WHERE executor IS NOT NULL") == [(0,)]
     assert sql("SELECT finished_at IS NOT NULL FROM workflows WHERE id = 'run'") == [(True,)]
     operations.cancel(db, "run")  # already cancelled: a no-op, not an error
 
@@ -173,8 +179,8 @@ def test_resume_requeues_a_cancelled_run_keeping_its_checkpoints(db, sql: SQL) -
     assert row == [(0, None, True, "JobTimeout")]
     assert sql("SELECT count(*) FROM steps WHERE workflow_id = 'c'") == [(2,)]
     # The child waits for its parent (never claimed on its own).
-    assert sql("SELECT status, not_before = 'infinity' FROM workflows WHERE id = 'c/3'") == [
-        ("ENQUEUED", True)
+    assert sql("SELECT status, isfinite(not_before) FROM workflows WHERE id = 'c/3'") == [
+        ("WAITING", True)
     ]
 
 
@@ -354,10 +360,13 @@ def test_cancel_stops_a_run_on_another_worker_at_its_next_step_boundary(
     ops_app.app.cancel("gated")
 
     assert handle.status() == "CANCELLED"
-    assert sql("SELECT holder FROM queue_slots WHERE queue = 'ops'") == [(None,)]
+    # The code still runs: it keeps its slot until it stops at the next step boundary.
+    assert sql("SELECT holder FROM queue_slots WHERE queue = 'ops'") == [("gated",)]
     sql("INSERT INTO ops_gate SELECT 'k', n FROM generate_series(2, 5) n")
     wait_for(lambda: (0, "exit") in _log(sql, "k"), 30, what="the workflow body to exit",
              logs=workers.logs)
+    wait_for(lambda: sql("SELECT holder FROM queue_slots WHERE queue = 'ops'") == [(None,)],
+             30, what="the slot to be released once the code stopped", logs=workers.logs)
     # Step 2's code finished, but its checkpoint was refused: the run stopped there.
     assert _log(sql, "k") == [(1, "start"), (1, "v1"), (2, "start"), (2, "v1"), (0, "exit")]
     assert sql("SELECT step_number FROM steps WHERE workflow_id = 'gated'") == [(1,)]

@@ -12,7 +12,7 @@ import pytest
 from freezegun import freeze_time
 
 from pgsched.bench import Proxy
-from pgsched.claims import Waiting, claim, peek, ready_queues
+from pgsched.claims import Waiting, peek, ready_queues
 from pgsched.clock import utcnow
 from pgsched.errors import (
     ConfigurationError,
@@ -21,6 +21,7 @@ from pgsched.errors import (
     SerializationError,
     UnknownQueue,
 )
+from pgsched.lifecycle import claim
 from pgsched.queues import BATCH_CHUNK, parse_wake, wake_payload
 from tests.conftest import APPS, ROOT
 from tests.waiting import wait_for

@@ -239,6 +239,11 @@ def fresh_user() -> User:
            if not key.startswith("PGSCHED_") and key not in ("XDG_DATA_HOME", "PYTHONPATH")}
     env.update(HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    # A pytest the user runs gets its own temporary root: each pytest session resets
+    # /tmp/pytest-of-<user> to 0700, which would lock the embedded server's system user out
+    # of the outer suite's data directory.
+    (base / "tmp").mkdir()
+    env["PYTEST_DEBUG_TEMPROOT"] = str(base / "tmp")
     return User(home, project, env)
 
 

@@ -2,39 +2,53 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from pgsched import clock
 from pgsched.db.embedded import start_embedded
+from pgsched.db.redact import error_reason, mask_url
 from pgsched.db.sqlfiles import query
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*(@)")
-_PASSWORD_IN_DSN = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs and error messages."""
-    return _PASSWORD_IN_DSN.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***\2", url))
+#: On every connection pgsched opens. TCP keepalives notice a half-open connection (a cut
+#: network, a vanished host) in about 20 s instead of the kernel's two hours, and
+#: ``tcp_user_timeout`` fails a send that gets no acknowledgement for 20 s, so a loop blocked
+#: on a dead peer gets an error it can retry instead of hanging. Both are ignored on Unix
+#: sockets.
+CONNECT_OPTIONS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+}
 
 
 def check_connect(url: str, timeout: float = 5.0) -> None:
     """Fail fast with a readable message instead of a pool timeout 30 s later."""
+    open_connection(url, timeout).close()
+
+
+def open_connection(url: str, timeout: float = 5.0, **kwargs: Any) -> psycopg.Connection:
+    """One connection attempt; a failure becomes a typed error with a readable message."""
     try:
-        psycopg.connect(url, connect_timeout=max(1, int(timeout))).close()
+        return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **CONNECT_OPTIONS,
+                               **kwargs)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(
-            f"the database URL {mask_url(url)!r} is not valid: {exc}. "
+            f"the database URL {mask_url(url)!r} is not valid: "
+            f"{error_reason(exc, url, malformed=True)}. "
             "Expected postgresql://user:password@host:5432/dbname"
         ) from None
     except psycopg.OperationalError as exc:
-        reason = mask_url(str(exc).strip().splitlines()[0]) if str(exc).strip() else "no answer"
+        reason = error_reason(exc, url)
         raise DatabaseUnavailable(
             f"cannot connect to {mask_url(url)}: {reason}. "
             "Check PGSCHED_DATABASE_URL and that the server is running"
@@ -55,12 +69,15 @@ class Database:
         *,
         data_dir: str | None = None,
         pool_size: int = 10,
+        pool_max_idle: float = 60.0,
     ) -> None:
         self._url = url
         self._data_dir = data_dir
         self.embedded = url is None
         self.schema = schema
+        #: A worker raises this to fit its concurrency before the pool opens.
         self.pool_size = pool_size
+        self.pool_max_idle = pool_max_idle
         self._pool: ConnectionPool | None = None
         # Two locks: opening the pool reads ``url``, which may start the embedded server;
         # one non-reentrant lock for both deadlocked every process but the worker.
@@ -87,14 +104,20 @@ class Database:
         with self._pool_lock:
             if self._pool is None:
                 check_connect(self.url)
+                # Connections above min_size close after pool_max_idle seconds unused, so a
+                # worker that was busy gives its connections back when it goes idle.
                 self._pool = ConnectionPool(
                     self.url,
                     min_size=1,
                     max_size=self.pool_size,
-                    kwargs={"row_factory": dict_row},
+                    max_idle=self.pool_max_idle,
+                    kwargs={"row_factory": dict_row, "connect_timeout": 5, **CONNECT_OPTIONS},
                     open=True,
                     name="pgsched",
                 )
+                with self._pool.connection() as conn:
+                    # Delays this process computes are compared with the workers' times.
+                    clock.measure(conn)
             return self._pool
 
     @contextmanager
@@ -112,11 +135,13 @@ class Database:
             finally:
                 conn.autocommit = False
 
-    def connect(self, *, autocommit: bool = False, url: str | None = None) -> psycopg.Connection:
-        """A dedicated connection outside the pool (LISTEN, the claim loop, migrations)."""
-        target = url or self.url
-        check_connect(target)
-        return psycopg.connect(target, autocommit=autocommit, row_factory=dict_row)
+    def connect(
+        self, *, autocommit: bool = False, url: str | None = None, connect_timeout: float = 5.0
+    ) -> psycopg.Connection:
+        """A dedicated connection outside the pool (LISTEN, the claim loop, the heartbeat,
+        migrations)."""
+        return open_connection(url or self.url, connect_timeout, autocommit=autocommit,
+                               row_factory=dict_row)
 
     def close(self) -> None:
         with self._pool_lock:

@@ -2,6 +2,8 @@
 
 Daemon threads, unlike ``ThreadPoolExecutor``'s, never keep a stopping worker alive: work
 still running after the grace period is handed back in the database and the process exits.
+A thread outlives anything a task raises, ``BaseException`` included (``sys.exit()`` in a
+job would otherwise end the thread and shrink the pool for good).
 """
 
 from __future__ import annotations
@@ -10,23 +12,22 @@ import queue
 import threading
 from collections.abc import Callable
 
+from loguru import logger
+
 
 class Executor:
     def __init__(self, size: int) -> None:
         self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         for index in range(size):
-            self._spawn(index)
-
-    def _spawn(self, index: int) -> None:
-        threading.Thread(target=self._work, name=f"pgsched-run-{index}", daemon=True).start()
+            threading.Thread(target=self._work, name=f"pgsched-run-{index}", daemon=True).start()
 
     def _work(self) -> None:
         while True:
-            self._tasks.get()()
+            task = self._tasks.get()
+            try:
+                task()
+            except BaseException:  # noqa: B036 - the thread must survive its task
+                logger.bind(component="executor").exception("a run's thread raised")
 
     def submit(self, task: Callable[[], None]) -> None:
         self._tasks.put(task)
-
-    def replace_stuck_thread(self) -> None:
-        """Add a thread for one that is stuck in a run this worker abandoned (timed out)."""
-        self._spawn(-1)

@@ -1,8 +1,9 @@
 """Background loops: each one small class behind one protocol, run on its own thread.
 
 A loop does one unit of work in ``run_once`` and returns how many seconds to wait before the
-next. Waiting uses ``threading.Event.wait``, which runs on the OS clock and is not affected
-by freezegun.
+next. After a failure it waits with a backoff capped at its own ``max_backoff``, so a loop
+resumes within one of its intervals once the database is back. Waiting uses
+``threading.Event.wait``, which runs on the OS clock and is not affected by freezegun.
 """
 
 from __future__ import annotations
@@ -13,18 +14,24 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+import psycopg
 from loguru import logger
 
+from pgsched import clock, lifecycle
+from pgsched.claims import reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.scheduler import Scheduler
 
 if TYPE_CHECKING:
     from pgsched.app import App
+    from pgsched.worker.lease import Lease
     from pgsched.worker.metrics import WorkerMetrics
 
 
 class Loop(Protocol):
     name: str
+    #: The longest wait after a failure: at most the loop's normal interval.
+    max_backoff: float
 
     def run_once(self) -> float:
         """Do one unit of work; return the seconds until the next."""
@@ -45,12 +52,19 @@ class LoopThread(threading.Thread):
         while not self.stop.is_set():
             try:
                 delay = self.loop.run_once()
+                if self.failures:
+                    log.info("{} works again after {} failure(s)", self.loop.name,
+                             self.failures)
                 self.last_success = time.monotonic()
                 self.failures = 0
             except Exception as exc:
                 self.failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
-                log.warning("{} failed ({!r}); retrying in {:.1f}s", self.loop.name, exc, delay)
+                delay = min(self.loop.max_backoff, 0.25 * 2 ** min(self.failures, 8))
+                if self.failures == 1 or self.failures % 10 == 0:
+                    log.warning("{} failed ({}: {}); retrying in {:.1f}s (failure {})",
+                                self.loop.name, type(exc).__name__,
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                                delay, self.failures)
             self.stop.wait(max(0.0, delay))
 
 
@@ -59,61 +73,113 @@ def jittered(seconds: float, spread: float = 0.2) -> float:
 
 
 class Heartbeat:
-    """Proves this worker is alive; re-registers if it was declared dead and removed."""
+    """Renews this worker's lease; re-registers if it was declared dead and removed.
+
+    It has a connection of its own, outside the pool, so job code that holds every pooled
+    connection can never starve it; a broken connection is replaced on the next beat.
+    """
 
     name = "heartbeat"
 
     def __init__(
-        self, app: App, worker_id: str, register: Callable[[], None], interval: float
+        self,
+        app: App,
+        worker_id: str,
+        register: Callable[[psycopg.Connection], None],
+        interval: float,
+        lease: Lease,
     ) -> None:
         self.app = app
         self.worker_id = worker_id
         self.register = register
         self.interval = interval
+        self.max_backoff = interval
+        self.lease = lease
         self.stopping = False
+        self._conn: psycopg.Connection | None = None
 
     def run_once(self) -> float:
-        with self.app.db.connection(autocommit=True) as conn:
-            row = conn.execute(
+        sent, wall_sent = time.monotonic(), clock.local_now()
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self.app.db.connect(autocommit=True,
+                                                 connect_timeout=max(1.0, self.interval))
+            row = self._conn.execute(
                 self.app.db.sql("heartbeat"), {"id": self.worker_id, "stopping": self.stopping}
             ).fetchone()
+        except Exception:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise
+        wall_received = clock.local_now()
         if row is None:
+            self.lease.lost()
             logger.bind(component=self.name).warning(
-                "this worker was declared dead (missed heartbeats); registering again"
-            )
-            self.register()
+                "this worker was declared dead (missed heartbeats): its runs were taken over "
+                "and their late writes are refused; registering again before claiming")
+            self.register(self._conn)  # on this connection: the pool may still be reconnecting
+        else:
+            clock.observe(row["db_now"], wall_sent, wall_received)
+        self.lease.renewed(sent)
         return jittered(self.interval, 0.1)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 class Takeover:
-    """Requeues the runs of workers whose heartbeat lapsed. Any live worker may do it."""
+    """Takes over the runs of workers whose lease lapsed. Any live worker may do it; none
+    takes its own runs (its heartbeat tells it when it lost them)."""
 
     name = "takeover"
 
-    def __init__(self, app: App, timeout: float, metrics: WorkerMetrics) -> None:
+    def __init__(self, app: App, worker_id: str, timeout: float, metrics: WorkerMetrics) -> None:
         self.app = app
+        self.worker_id = worker_id
         self.timeout = timeout
         self.metrics = metrics
+        self.max_backoff = max(1.0, timeout / 4)
 
     def run_once(self) -> float:
-        with self.app.db.connection(autocommit=True) as conn:
-            rows = conn.execute(
-                self.app.db.sql("takeover"),
-                {"timeout_s": self.timeout, "now": utcnow(), "channel": self.app.db.channel},
-            ).fetchall()
+        db = self.app.db
+        with db.connection(autocommit=True) as conn:
+            rows = lifecycle.takeover(conn, db, worker_id=self.worker_id,
+                                      timeout_s=self.timeout, now=utcnow())
         self.metrics.record_takeovers(rows)
         if rows:
             logger.bind(component=self.name).warning(
-                "took over {} run(s) from dead workers: {}",
+                "took over {} run(s) from workers that stopped heartbeating: {}",
                 len(rows), ", ".join(f"{r['id']}→{r['status']}" for r in rows[:10]),
             )
-        return jittered(max(1.0, self.timeout / 4))
+        with db.connection() as conn:
+            changed = reconcile_queues(conn, db, utcnow())
+        if changed:
+            logger.bind(component=self.name).info(
+                "queue limits follow the live workers' declarations now: {}",
+                ", ".join(f"{r['name']} concurrency={r['concurrency']}" for r in changed))
+        self._release_stranded_slots()
+        return jittered(self.max_backoff)
+
+    def _release_stranded_slots(self) -> None:
+        db = self.app.db
+        try:
+            with db.connection() as conn:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                freed = lifecycle.release_stranded_slots(conn, db)
+        except psycopg.errors.SerializationFailure:
+            return  # a claim took one of those slots meanwhile: look again next pass
+        if freed:
+            logger.bind(component=self.name).warning(
+                "freed {} queue slot(s) held by runs that no longer run", len(freed))
 
 
 class CronLoop:
     """Sleeps until the next tick plus jitter, then runs a scheduler pass."""
 
     name = "cron"
+    max_backoff = 5.0
 
     def __init__(self, scheduler: Scheduler, metrics: WorkerMetrics) -> None:
         self.scheduler = scheduler

@@ -30,6 +30,7 @@ BATCHES_PER_ROUND = 50
 
 class Pruner:
     name = "prune"
+    max_backoff = 60.0
 
     def __init__(self, app: App, older_than_seconds: float) -> None:
         self.app = app

@@ -5,6 +5,8 @@
 -- With a rate limit (%(rate_limit)s not null) the caller has already taken the queue's
 -- advisory lock in an earlier statement of this transaction (rate_window.sql), so the count
 -- below runs on a snapshot that sees every start committed by the previous lock holder.
+-- %(suspect)s: ordinary runs (false) or, one at a time, runs recovered from a crashed worker
+-- (true; see lifecycle.py).
 WITH budget AS MATERIALIZED (
     SELECT CASE WHEN %(rate_limit)s::int IS NULL THEN %(limit)s::int
                 ELSE greatest(0, least(%(limit)s::int, %(rate_limit)s::int - (
@@ -23,7 +25,7 @@ WITH budget AS MATERIALIZED (
 ), ready AS MATERIALIZED (
     SELECT id, priority, seq FROM {schema}.workflows
     WHERE queue = %(queue)s AND status = 'ENQUEUED' AND not_before <= %(now)s
-      AND name = ANY(%(names)s::text[])
+      AND name = ANY(%(names)s::text[]) AND suspect = %(suspect)s
     ORDER BY priority DESC, seq
     LIMIT CASE WHEN %(limited)s THEN (SELECT count(*) FROM numbered_slots)
                ELSE (SELECT n FROM budget) END
@@ -51,10 +53,11 @@ SET status = 'RUNNING',
     attempts = w.attempts + 1,
     executor = %(worker)s,
     attempt_token = gen_random_uuid(),
+    isolated = %(suspect)s,
     started_at = %(now)s,
     updated_at = %(now)s
 FROM picked p
 WHERE w.id = p.id
 RETURNING w.id, w.name, w.queue, w.inputs, w.attempts, w.max_attempts, w.attempt_token,
-          w.timeout_s, w.scheduled_at,
+          w.timeout_s, w.scheduled_at, w.isolated,
           EXISTS (SELECT 1 FROM {schema}.steps s WHERE s.workflow_id = w.id) AS has_steps

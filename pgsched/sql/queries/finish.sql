@@ -1,9 +1,21 @@
--- Record the outcome of a batch of runs. A row whose attempt token no longer matches (taken
--- over, cancelled, timed out) is left alone: the late writer is fenced out.
-WITH outcome AS (
+-- Record what became of a batch of runs whose threads returned (lifecycle.send_finish).
+--
+-- An outcome is written only where its attempt token still matches and the run is RUNNING:
+-- a late writer (taken over, cancelled, timed out) is fenced out. A written outcome releases
+-- the run's queue slot and executor, except a timeout's (release = false): the thread still
+-- runs, so the slot stays held until that thread returns and its id comes back in %(returned)s.
+-- %(returned)s lists every run whose thread has returned: those this worker no longer owns
+-- (cancelled or timed out while running) give back their executor and slot here.
+--
+-- Descendants follow the run's outcome, in the same statement: a run that failed for good or
+-- was cancelled (ERROR, DEAD, CANCELLED) cancels its unfinished descendants, so a timed-out
+-- parent's child stops at its next step boundary; a run going back to its queue for a retry
+-- puts its unfinished or failed descendants in WAITING, so its next attempt re-runs them.
+WITH RECURSIVE outcome AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::uuid[], %(statuses)s::text[],
-                         %(outputs)s::jsonb[], %(errors)s::jsonb[], %(not_befores)s::timestamptz[])
-        AS o(id, token, status, output, error, not_before)
+                         %(outputs)s::jsonb[], %(errors)s::jsonb[],
+                         %(not_befores)s::timestamptz[], %(releases)s::boolean[])
+        AS o(id, token, status, output, error, not_before, release)
 ), updated AS (
     UPDATE {schema}.workflows w
     SET status = o.status,
@@ -11,14 +23,39 @@ WITH outcome AS (
         error = o.error,
         not_before = coalesce(o.not_before, w.not_before),
         finished_at = CASE WHEN o.status = 'ENQUEUED' THEN NULL ELSE %(now)s END,
-        executor = NULL,
+        executor = CASE WHEN o.release THEN NULL ELSE w.executor END,
         attempt_token = NULL,
+        suspect = CASE WHEN o.status = 'ENQUEUED' THEN w.suspect ELSE false END,
+        isolated = false,
         updated_at = %(now)s
     FROM outcome o
     WHERE w.id = o.id AND w.attempt_token = o.token AND w.status = 'RUNNING'
+    RETURNING w.id, w.status, o.release
+), tree AS (
+    SELECT u.id, u.status AS root_status, 0 AS depth FROM updated u
+    WHERE u.status IN ('ENQUEUED', 'ERROR', 'DEAD', 'CANCELLED')
+    UNION ALL
+    SELECT c.id, t.root_status, t.depth + 1
+    FROM {schema}.workflows c JOIN tree t ON c.parent_id = t.id
+), descendants AS (
+    UPDATE {schema}.workflows w
+    SET status = CASE WHEN t.root_status = 'ENQUEUED' THEN 'WAITING' ELSE 'CANCELLED' END,
+        finished_at = CASE WHEN t.root_status = 'ENQUEUED' THEN NULL ELSE %(now)s END,
+        attempt_token = NULL,
+        updated_at = %(now)s
+    FROM tree t
+    WHERE w.id = t.id AND t.depth > 0
+      AND w.status = ANY (CASE WHEN t.root_status = 'ENQUEUED'
+                               THEN ARRAY['ENQUEUED', 'RUNNING', 'ERROR', 'DEAD', 'CANCELLED']
+                               ELSE ARRAY['ENQUEUED', 'RUNNING', 'WAITING'] END)
+), released AS (
+    UPDATE {schema}.workflows w
+    SET executor = NULL, updated_at = %(now)s
+    WHERE w.id = ANY (%(returned)s::text[]) AND w.executor = %(worker)s
+      AND w.status <> 'RUNNING'
     RETURNING w.id
 ), freed AS (
     UPDATE {schema}.queue_slots SET holder = NULL
-    WHERE holder IN (SELECT id FROM updated)
+    WHERE holder IN (SELECT id FROM updated WHERE release UNION ALL SELECT id FROM released)
 )
 SELECT id FROM updated

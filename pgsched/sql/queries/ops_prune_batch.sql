@@ -9,7 +9,7 @@ WITH victims AS (
       -- scan of every active run, where this is one primary-key probe per candidate.
       AND (w.parent_id IS NULL OR coalesce(
           (SELECT p.status FROM {schema}.workflows p WHERE p.id = w.parent_id), 'GONE')
-          NOT IN ('ENQUEUED', 'RUNNING'))
+          NOT IN ('ENQUEUED', 'RUNNING', 'WAITING'))
     ORDER BY w.finished_at
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED

@@ -8,7 +8,8 @@ VALUES
      %(parent_id)s, %(worker)s, gen_random_uuid(), %(now)s, %(now)s, %(now)s)
 ON CONFLICT (id) DO UPDATE
 SET status = 'RUNNING', executor = EXCLUDED.executor, attempt_token = EXCLUDED.attempt_token,
+    finished_at = NULL,
     attempts = w.attempts + 1, updated_at = EXCLUDED.updated_at
-WHERE w.status IN ('ENQUEUED', 'RUNNING')
+WHERE w.status IN ('ENQUEUED', 'RUNNING', 'WAITING')
 RETURNING id, status, attempt_token, output, error,
           EXISTS (SELECT 1 FROM {schema}.steps s WHERE s.workflow_id = w.id) AS has_steps

@@ -1,3 +1,5 @@
-INSERT INTO {schema}.workers (id, hostname, pid, app, queues, workflows, concurrency)
-VALUES (%(id)s, %(hostname)s, %(pid)s, %(app)s, %(queues)s, %(workflows)s, %(concurrency)s)
+INSERT INTO {schema}.workers (id, hostname, pid, app, queues, workflows, concurrency,
+                             queue_limits)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(app)s, %(queues)s, %(workflows)s, %(concurrency)s,
+        %(queue_limits)s)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp(), stopping = false

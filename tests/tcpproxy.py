@@ -1,0 +1,152 @@
+"""A small TCP proxy between a worker and PostgreSQL, so a test can cut the network.
+
+``cut()`` is a network that fails loudly: every connection through the proxy is reset and
+new ones are refused. ``blackhole()`` is one that fails silently (a half-open network): the
+proxy keeps every connection open but forwards nothing, so clients wait on replies that do
+not come. ``restore()`` heals either; after a blackhole, bytes held back are delivered, as
+TCP retransmission would.
+
+One thread serves every connection with a selector; it stops when the proxy is closed, and
+the context manager closes it at the end of the test whatever happened.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+Mode = Literal["open", "cut", "blackhole"]
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with RST rather than FIN, as a broken network path looks to the client."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+class TcpProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+        self.port: int = self.listener.getsockname()[1]
+        self.mode: Mode = "open"
+        self.peers: dict[socket.socket, socket.socket] = {}
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="tcpproxy", daemon=True)
+        self._thread.start()
+
+    def url(self, user: str = "postgres", database: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    # -- what a test does ---------------------------------------------------------------------
+
+    def cut(self) -> None:
+        """Reset every connection and refuse new ones until ``restore``."""
+        with self._lock:
+            self.mode = "cut"
+            self._drop_all()
+
+    def blackhole(self) -> None:
+        """Forward nothing, in either direction, on old or new connections, until
+        ``restore``."""
+        with self._lock:
+            self.mode = "blackhole"
+
+    def restore(self) -> None:
+        with self._lock:
+            self.mode = "open"
+
+    def connections(self) -> int:
+        with self._lock:
+            return len(self.peers) // 2
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        with self._lock:
+            self._drop_all()
+        self.listener.close()
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def _drop_all(self) -> None:
+        for sock in list(self.peers):
+            _reset(sock)
+        self.peers.clear()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                watched = [self.listener]
+                if self.mode == "open":
+                    watched.extend(self.peers)
+            selector = selectors.DefaultSelector()
+            for sock in watched:
+                selector.register(sock, selectors.EVENT_READ)
+            try:
+                events = selector.select(timeout=0.05)
+            finally:
+                selector.close()
+            with self._lock:
+                for key, _ in events:
+                    sock = key.fileobj
+                    if sock is self.listener:
+                        self._accept()
+                    elif sock in self.peers and self.mode == "open":
+                        self._pump(sock)  # type: ignore[arg-type]
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except OSError:
+            return
+        self.accepted += 1
+        if self.mode == "cut":
+            _reset(client)
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            _reset(client)
+            return
+        for sock in (client, upstream):
+            sock.setblocking(True)
+            sock.settimeout(5)
+        self.peers[client] = upstream
+        self.peers[upstream] = client
+
+    def _pump(self, sock: socket.socket) -> None:
+        peer = self.peers[sock]
+        try:
+            data = sock.recv(65536)
+            if data:
+                peer.sendall(data)
+                return
+        except OSError:
+            pass
+        for end in (sock, peer):
+            self.peers.pop(end, None)
+            _reset(end)
+
+
+@contextmanager
+def tcp_proxy(target_host: str, target_port: int) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(target_host, target_port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
