@@ -20,16 +20,14 @@ from pgsched.cli import (  # noqa: F401
 from pgsched.cli.common import cli
 from pgsched.errors import PgschedError
 from pgsched.logs import configure_logging
-from pgsched.settings import load_settings
 
 
 def main() -> None:
     """The ``pgsched`` process: logs as a worker does, then runs the command."""
     try:
-        settings = load_settings()
         # Every command logs in the worker's format (JSON with PGSCHED_LOG_JSON), so one log
         # pipeline reads both.
-        configure_logging(settings.log_level, settings.log_json)
+        configure_logging()
         cli(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
