@@ -267,7 +267,8 @@ def test_default_image_is_the_chart_app_version(chart):
     ("values", "app", "queues"),
     [
         ({}, "examples/quickstart.py", None),
-        ({"app": "myapp.tasks:app", "queues": ["a", "b"]}, "myapp.tasks:app", "a,b"),
+        ({"app": "myapp.tasks:app", "queues": ["a", "b"],
+          "image": {"repository": "registry.example.com/myapp"}}, "myapp.tasks:app", "a,b"),
     ],
 )
 def test_worker_command(chart, values, app, queues):
