@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 from freezegun import freeze_time
 
+import pgsched
 import pgsched.cli  # noqa: F401  (registers every command group)
 import pgsched.testing  # noqa: F401  (keeps the database off the frozen clock)
 from pgsched.cli.common import cli
@@ -105,8 +106,10 @@ def test_operator_commands_with_a_live_worker(make_app, workers, sql: SQL, run_c
     assert len(listed) == 1 and listed[0]["live"] is True
     assert set(listed[0]["queues"]) == {"default", "emails"} and listed[0]["running"] == 0
     assert listed[0]["heartbeat_age_s"] < 30
+    assert listed[0]["version"] == pgsched.__version__
     table = run_cli("workers").output
     assert "emails" in table and "live" in table and "0/8" in table
+    assert pgsched.__version__ in table
 
     done = run_cli("enqueue", "emails", "add", "--args", "[2, 3]", "--workflow-id", "sum-1")
     assert done.exit_code == 0, done.output

@@ -30,9 +30,10 @@ def workers_command(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo("no live workers: start one with `pgsched worker APP`")
         return
     click.echo(table(
-        ["WORKER", "APP", "QUEUES", "RUN", "HEARTBEAT", "STATE"],
-        [[r["id"], r["app"], ",".join(r["queues"]), f"{r['running']}/{r['concurrency']}",
+        ["WORKER", "APP", "VERSION", "QUEUES", "RUN", "HEARTBEAT", "STATE"],
+        [[r["id"], r["app"], r["version"] or "?", ",".join(r["queues"]),
+          f"{r['running']}/{r['concurrency']}",
           seconds_text(r["heartbeat_age_s"]) + " ago",
           "stopping" if r["stopping"] else "live" if r["live"] else "silent"] for r in rows],
-        shrink=[[2, 1], [0]],
+        shrink=[[3, 1], [0]],
     ))

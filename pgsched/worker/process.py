@@ -28,7 +28,7 @@ import psycopg
 from loguru import logger
 from psycopg.types.json import Jsonb
 
-from pgsched import clock
+from pgsched import __version__, clock
 from pgsched.claims import declare_queues, declared_limits, reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.db.fleet_settings import publish as publish_settings
@@ -107,6 +107,7 @@ class Worker:
                 "workflows": sorted(self.app.registry.workflows),
                 "concurrency": self.concurrency,
                 "queue_limits": Jsonb(declared_limits(self.queues)),
+                "version": __version__,
             },
         )
         self.lease.renewed(sent)
