@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -51,7 +52,7 @@ def test_bench_from_a_folder_holding_a_pgsched_directory(env, tmp_path) -> None:
     shadow.mkdir()
     (shadow / "__init__.py").write_text("raise ImportError('the folder shadowed the package')\n")
     proc = subprocess.run(
-        [shutil.which("pgsched") or "pgsched", "bench", "--jobs", "10", "--concurrency", "1",
+        [shutil.which("pgsched", path=str(Path(sys.executable).parent)) or "pgsched", "bench", "--jobs", "10", "--concurrency", "1",
          "--latency-samples", "5", "--idle-seconds", "1", "--json"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )
