@@ -52,8 +52,9 @@ def test_bench_from_a_folder_holding_a_pgsched_directory(env, tmp_path) -> None:
     shadow.mkdir()
     (shadow / "__init__.py").write_text("raise ImportError('the folder shadowed the package')\n")
     proc = subprocess.run(
-        [shutil.which("pgsched", path=str(Path(sys.executable).parent)) or "pgsched", "bench", "--jobs", "10", "--concurrency", "1",
-         "--latency-samples", "5", "--idle-seconds", "1", "--json"],
+        [shutil.which("pgsched", path=str(Path(sys.executable).parent)) or "pgsched", "bench",
+         "--jobs", "10", "--concurrency", "1", "--latency-samples", "5", "--idle-seconds", "1",
+         "--json"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
