@@ -65,8 +65,10 @@ def test_workers_with_skewed_clocks_agree_on_ticks_delays_and_rate_limits(
     for name in SKEWED:
         [(started,)] = sql("SELECT started FROM starts WHERE label = %s", (f"delayed-{name}",))
         late = (started - (enqueued[name] + timedelta(seconds=3))).total_seconds()
-        assert 0 <= late < 0.5, f"the {name} worker started a 3 s-delayed job {late:+.3f}s " \
-                                "from its due time"
+        # Claims may run a hair early: by the few milliseconds the offset is uncertain
+        # (clock.latest), never by the 20 s the worker's clock is off.
+        assert -0.05 <= late < 0.5, f"the {name} worker started a 3 s-delayed job " \
+                                    f"{late:+.3f}s from its due time"
     ticks = sql("SELECT scheduled_at, started, pid FROM ticks "
                 "WHERE scheduled_at BETWEEN %s AND %s ORDER BY 1",
                 (begin + timedelta(seconds=2), end - timedelta(seconds=2)))
