@@ -68,6 +68,7 @@ class Soak(Bench):
         self.app.migrate()
         with self.app.db.connection() as conn:
             server = conn.execute(self.app.db.sql("bench_server")).fetchone()
+            autovacuum = conn.execute(self.app.db.sql("bench_autovacuum")).fetchone()
         self._worker(self.url, "drain", self.config.concurrency)
         self._wait(lambda: self._workers() >= 1, 60, "the worker to register", 0.05)
         self._wait(self._metrics_up, 30, "the worker's /metrics endpoint", 0.1)
@@ -88,7 +89,8 @@ class Soak(Bench):
             tables = conn.execute(self.app.db.sql("bench_table_stats"),
                                   {"schema": self.schema}).fetchall()
         first, last = slices[0]["drain_per_s"], slices[-1]["drain_per_s"]
-        return {"server": server, "schema": self.schema, "soak": self.jobs,
+        return {"server": server, "autovacuum": autovacuum, "schema": self.schema,
+                "soak": self.jobs,
                 "slice": self.slice_size, "concurrency": self.config.concurrency,
                 "retention_s": RETENTION.total_seconds(), "pruned": self.pruned,
                 "slices": slices, "last_vs_first": last / first if first else None,

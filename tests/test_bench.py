@@ -54,6 +54,7 @@ def test_soak_reports_each_slice_and_the_tables_at_the_end(env, database_url) ->
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["soak"] == 30 and result["slice"] == 10
+    assert result["autovacuum"]["autovacuum"] in ("on", "off")
     assert [(s["from"], s["to"]) for s in result["slices"]] == [(0, 10), (10, 20), (20, 30)]
     for part in result["slices"]:
         assert part["drain_per_s"] > 0 and part["enqueue_per_s"] > 0

@@ -83,6 +83,10 @@ def _soak(url: str, jobs: int, slice_size: int, concurrency: int, as_json: bool)
                f"synchronous_commit={server['synchronous_commit']}; {jobs:,} jobs, "
                f"concurrency {concurrency}, pruning runs finished over "
                f"{result['retention_s']:g} s ago ({result['pruned']:,} pruned)")
+    vacuum = result["autovacuum"]
+    click.echo(f"autovacuum={vacuum['autovacuum']}, naptime={vacuum['naptime']}, "
+               f"vacuum_scale_factor={vacuum['vacuum_scale_factor']} (server settings; "
+               f"table settings in migration 0005 apply on top)")
     click.echo(f"{'jobs':>21}  {'drain/s':>9}  {'enqueue/s':>9}  {'claim p99':>10}  "
                f"{'claim mean':>10}  {'dead tuples':>11}")
     for part in result["slices"]:
