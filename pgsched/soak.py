@@ -6,9 +6,10 @@ thread deletes every run finished more than a few seconds ago, as a worker's pru
 a short retention. Per slice the report gives the drain rate (slice size over the time from
 the enqueue's commit to the last finish) and the worker's claim statement p99 (from its own
 ``pgsched_claim_seconds`` histogram, read off its /metrics endpoint before and after the
-slice). At the end: dead tuples, (auto)vacuum counts and table and index sizes of
-``workflows``, ``steps`` and ``queue_slots``. A table that bloats, or an index that fills with
-dead entries at its head, shows as a last slice slower than the first.
+slice, interpolated inside its bucket). At the end: dead tuples, (auto)vacuum counts and
+table and index sizes of ``workflows``, ``steps`` and ``queue_slots``. A table that
+bloats, or an index that fills with dead entries at its head, shows as a last slice slower
+than the first.
 """
 
 from __future__ import annotations
@@ -41,16 +42,24 @@ def _free_port() -> int:
 
 def claim_quantile(before: dict[float, float], after: dict[float, float],
                    q: float) -> float | None:
-    """The upper bound (seconds) of the histogram bucket holding quantile ``q`` of the
-    claims observed between two scrapes; ``None`` when there were none."""
+    """Quantile ``q`` (seconds) of the claims observed between two scrapes of a cumulative
+    histogram, interpolated linearly inside the bucket that holds it (as Prometheus's
+    ``histogram_quantile`` does); ``None`` when there were none."""
     bounds = sorted(after)
-    total = after[float("inf")] - before.get(float("inf"), 0.0)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1]
     if total <= 0:
         return None
-    for bound in bounds:
-        if after[bound] - before.get(bound, 0.0) >= q * total:
-            return bound
-    return float("inf")
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return lower_bound
 
 
 class Soak(Bench):
@@ -106,7 +115,8 @@ class Soak(Bench):
             queue.enqueue_many(items[:min(10_000, size - chunk)])
         committed = time.time()
         enqueue_s = time.perf_counter() - enqueue_started
-        self._wait(lambda: self._unfinished("drain") == 0, 3600,
+        self._wait(lambda: not self._scalar(self.app.db.sql("bench_pending"), {"queue": "drain"}),
+                   3600,
                    f"jobs {start:,}-{start + size:,} to finish", 0.25)
         last = self._scalar(self.app.db.sql("bench_last_finish"), {"queue": "drain"})
         after = self._claims()

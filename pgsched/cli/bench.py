@@ -94,7 +94,7 @@ def _soak(url: str, jobs: int, slice_size: int, concurrency: int, as_json: bool)
         mean = part["claim_mean_ms"]
         click.echo(f"{part['from']:>10,}-{part['to']:<10,}  {part['drain_per_s']:>9,.0f}  "
                    f"{part['enqueue_per_s']:>9,.0f}  "
-                   f"{'-' if p99 is None else f'<= {p99:g} ms':>10}  "
+                   f"{'-' if p99 is None else f'{p99:.2f} ms':>10}  "
                    f"{'-' if mean is None else f'{mean:.2f} ms':>10}  "
                    f"{part['dead_tuples']:>11,}")
     if result["last_vs_first"] is not None:
