@@ -122,14 +122,16 @@ class Soak(Bench):
         after = self._claims()
         p99 = claim_quantile(before[0], after[0], 0.99)
         count = after[0][float("inf")] - before[0].get(float("inf"), 0.0)
-        dead = self._scalar(self.app.db.sql("bench_dead_tuples"), {"schema": self.schema})
+        with self.app.db.connection() as conn:
+            sizes = conn.execute(self.app.db.sql("bench_slice_stats"),
+                                 {"schema": self.schema}).fetchone()
         return {"from": start, "to": start + size,
                 "enqueue_per_s": size / enqueue_s,
                 "drain_per_s": size / max(1e-9, last.timestamp() - committed),
                 "claims": int(count),
                 "claim_p99_ms": None if p99 is None else p99 * 1000,
                 "claim_mean_ms": (after[1] - before[1]) / count * 1000 if count else None,
-                "dead_tuples": int(dead or 0), "pruned_so_far": self.pruned}
+                "pruned_so_far": self.pruned, **sizes}
 
     def _metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:

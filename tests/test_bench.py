@@ -59,6 +59,7 @@ def test_soak_reports_each_slice_and_the_tables_at_the_end(env, database_url) ->
     for part in result["slices"]:
         assert part["drain_per_s"] > 0 and part["enqueue_per_s"] > 0
         assert part["claims"] >= 1 and part["claim_p99_ms"] > 0 and part["claim_mean_ms"] > 0
+        assert part["table_bytes"] > 0 and part["index_bytes"] > 0 and part["dead_tuples"] >= 0
     assert result["last_vs_first"] == (result["slices"][-1]["drain_per_s"]
                                        / result["slices"][0]["drain_per_s"])
     assert set(result["tables"]) == {"workflows", "steps", "queue_slots"}

@@ -88,7 +88,7 @@ def _soak(url: str, jobs: int, slice_size: int, concurrency: int, as_json: bool)
                f"vacuum_scale_factor={vacuum['vacuum_scale_factor']} (server settings; "
                f"table settings in migration 0005 apply on top)")
     click.echo(f"{'jobs':>21}  {'drain/s':>9}  {'enqueue/s':>9}  {'claim p99':>10}  "
-               f"{'claim mean':>10}  {'dead tuples':>11}")
+               f"{'claim mean':>10}  {'dead tuples':>11}  {'table MB':>8}  {'index MB':>8}")
     for part in result["slices"]:
         p99 = part["claim_p99_ms"]
         mean = part["claim_mean_ms"]
@@ -96,7 +96,8 @@ def _soak(url: str, jobs: int, slice_size: int, concurrency: int, as_json: bool)
                    f"{part['enqueue_per_s']:>9,.0f}  "
                    f"{'-' if p99 is None else f'{p99:.2f} ms':>10}  "
                    f"{'-' if mean is None else f'{mean:.2f} ms':>10}  "
-                   f"{part['dead_tuples']:>11,}")
+                   f"{part['dead_tuples']:>11,}  {part['table_bytes'] / 2**20:>8.1f}  "
+                   f"{part['index_bytes'] / 2**20:>8.1f}")
     if result["last_vs_first"] is not None:
         click.echo(f"last slice drains at {result['last_vs_first']:.0%} of the first's rate")
     click.echo(f"{'table':<12} {'live':>10} {'dead':>10} {'autovacuums':>11} "
