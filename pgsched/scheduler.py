@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 #: rows holds the schedule's row lock for milliseconds; the pass goes on in new transactions.
 CATCH_UP_BATCH = 500
 #: How many ticks a deploy looks through for the first tick the old and new expressions share.
-_SHARED_TICK_SEARCH = 10_000
+_SHARED_TICK_SEARCH = 1_000
 #: A schedule row created at ``t`` fires a tick due exactly at ``t``.
 _JUST_BEFORE = timedelta(microseconds=1)
 
