@@ -38,7 +38,9 @@ WORKDIR /app
 COPY examples ./examples
 
 USER 10001:10001
-# Health server: /healthz, /readyz, /metrics (the chart's worker.healthPort).
+# Health server: /healthz, /readyz, /metrics (the chart's worker.healthPort). Outside a
+# container it binds 127.0.0.1; here it must answer on the container's address.
+ENV PGSCHED_HEALTH_HOST=0.0.0.0
 EXPOSE 9108
 ENTRYPOINT ["pgsched"]
 CMD ["worker", "examples/quickstart.py"]

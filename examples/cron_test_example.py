@@ -5,8 +5,9 @@ hang), driving the clock with ``advance`` (scheduler pass + in-process execution
 instant), a single pass with ``run_scheduler`` + ``run_until_idle``, asserting which ticks ran
 with which ``scheduled_at``, and what a paused schedule does. No sleeps, no worker process.
 
-Run it with a database: ``PGSCHED_DATABASE_URL=... pytest examples/cron_test_example.py``
-(without a URL pgsched starts its embedded server; ``PGSCHED_SCHEMA`` picks the schema).
+Run it: `pytest examples/cron_test_example.py`
+With no PGSCHED_DATABASE_URL pgsched starts its embedded server; set the URL (and
+PGSCHED_SCHEMA to pick a schema) to test against your own PostgreSQL.
 """
 
 from __future__ import annotations

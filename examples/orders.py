@@ -7,8 +7,11 @@ Shows the two delivery guarantees side by side:
   before its checkpoint commits re-runs it, so it sends an idempotency key derived from the
   order: the provider returns the first charge instead of charging twice.
 
-Run a worker with `pgsched worker examples/orders.py`, then from Python:
-    from examples.orders import app, fulfil_order, create_order
+Run it: `pgsched worker examples/orders.py`
+Every 10 seconds a demo customer places an order (`shop_front`, a cron schedule that creates
+the shop's tables if they are missing and stocks the shelf), and the log shows each order
+reserved, charged and paid. Any other process can place orders the same way:
+    from orders import app, create_order, fulfil_order
     order_id = create_order("sku-1", 2)
     app.start(fulfil_order, order_id, workflow_id=f"order-{order_id}").result(timeout=30)
 """
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+from datetime import datetime
 
 import psycopg
+from loguru import logger
 
 import pgsched
 
@@ -47,11 +52,21 @@ payments = PaymentProvider()
 
 @app.transaction()
 def create_tables(conn: psycopg.Connection) -> None:
+    """The shop's own tables; idempotent, so every process may call it."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS shop_stock (sku text PRIMARY KEY, available int NOT NULL "
         "CHECK (available >= 0));"
         "CREATE TABLE IF NOT EXISTS shop_orders (id serial PRIMARY KEY, sku text NOT NULL, "
         "quantity int NOT NULL, status text NOT NULL DEFAULT 'new', charge_id text)"
+    )
+
+
+@app.transaction()
+def restock(conn: psycopg.Connection, sku: str, available: int) -> None:
+    conn.execute(
+        "INSERT INTO shop_stock (sku, available) VALUES (%s, %s) "
+        "ON CONFLICT (sku) DO UPDATE SET available = GREATEST(shop_stock.available, %s)",
+        (sku, available, available),
     )
 
 
@@ -94,4 +109,15 @@ def fulfil_order(order_id: int) -> dict:
     amount = reserve_stock(order_id)
     charge_id = charge_card(order_id, amount)
     mark_paid(order_id, charge_id)
+    logger.info("order {} paid: {} cents, charge {}", order_id, amount, charge_id)
     return {"order": order_id, "charged_cents": amount, "charge": charge_id}
+
+
+@app.cron("*/10 * * * * *")
+def shop_front(scheduled_at: datetime) -> None:
+    """A demo customer: one order of two units every 10 seconds, fulfilled as its own run."""
+    create_tables()
+    restock("sku-1", 10)
+    order_id = create_order("sku-1", 2)
+    app.start(fulfil_order, order_id, workflow_id=f"order-{order_id}")
+    logger.info("order {} placed at {}", order_id, scheduled_at.isoformat())

@@ -1,8 +1,9 @@
 """Quickstart: a cron schedule, a named queue and a durable workflow in one small app.
 
-Run it with `pgsched worker examples/quickstart.py`. With no PGSCHED_DATABASE_URL, pgsched
-starts its embedded PostgreSQL. Every 10 seconds the cron tick enqueues a few emails and
-starts an order workflow; the log shows each one running and finishing.
+Run it: `pgsched worker examples/quickstart.py`
+With no PGSCHED_DATABASE_URL, pgsched starts its embedded PostgreSQL. Every 10 seconds the
+cron tick enqueues a few emails and starts an order workflow; the log shows each one running
+and finishing.
 """
 
 from __future__ import annotations

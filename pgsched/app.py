@@ -266,6 +266,21 @@ class App:
             self.get_queue(queue)
         return operations.fork(self.db, workflow_id, from_step=from_step, queue=queue)
 
+    def pause_schedule(self, name: str) -> None:
+        """Stop schedule ``name`` from firing, fleet-wide, until ``resume_schedule``; ticks
+        while paused are skipped, not caught up (``pgsched schedules pause NAME``)."""
+        from pgsched import operations
+
+        self.ensure_schema()
+        operations.set_schedule_paused(self.db, name, True)
+
+    def resume_schedule(self, name: str) -> None:
+        """Let schedule ``name`` fire again from its next tick."""
+        from pgsched import operations
+
+        self.ensure_schema()
+        operations.set_schedule_paused(self.db, name, False)
+
     def queue_stats(self) -> list[dict[str, Any]]:
         from pgsched import operations
 

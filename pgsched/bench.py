@@ -28,12 +28,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+import pgsched
 from pgsched.app import App
 from pgsched.errors import PgschedError
 from pgsched.settings import Settings, load_settings
@@ -192,6 +194,9 @@ class BenchConfig:
     latency_samples: int = 200
     idle_seconds: float = 10.0
 
+#: The directory that holds the imported ``pgsched`` package (site-packages, or a source tree).
+PACKAGE_HOME = str(Path(pgsched.__file__).resolve().parent.parent)
+
 
 class Bench:
     def __init__(self, database_url: str | None, config: BenchConfig) -> None:
@@ -216,10 +221,15 @@ class Bench:
         return env
 
     def _worker(self, url: str, queues: str, concurrency: int) -> subprocess.Popen:
+        # `python -m` puts its working directory first on sys.path; started in the caller's
+        # directory, a `pgsched/` folder there (a clone's parent) would shadow the package.
+        # Starting in the folder that holds the package this process runs makes the worker
+        # import this very pgsched.
         proc = subprocess.Popen(
             [sys.executable, "-m", "pgsched", "worker", "pgsched.bench:app", "--queues", queues,
              "--concurrency", str(concurrency)],
-            env=self._env(url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=self._env(url), cwd=PACKAGE_HOME, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         self.workers.append(proc)
         return proc

@@ -1,15 +1,106 @@
-"""The one clock that scheduling decisions read.
+"""The one clock that scheduling decisions read: the database's, as seen from this process.
 
-Every not-before time, backoff, tick and jitter comes from ``utcnow()`` and is passed into SQL
-as a parameter, so freezegun controls all of them in tests. Liveness mechanics (heartbeats,
-takeover) deliberately use the database clock instead: they compare times written by
-different machines and must keep running while a test freezes Python's clock.
+Every time that two processes compare — a run's not-before time, a rate-limit window, a cron
+tick's due time and high-water mark — comes from ``utcnow()`` and is passed into SQL as a
+parameter. ``utcnow()`` is this machine's clock corrected by its measured offset to the
+database clock, so a worker whose clock is 20 s fast neither runs a tick early nor starts a
+delayed job before its time, and one that is slow neither drops ticks nor holds jobs back.
+The offset is measured on every heartbeat (and once when a client opens its pool), from the
+database's ``clock_timestamp()`` and the local time halfway through the round trip.
+
+Under freezegun the frozen time is used as it is, with no offset: a test drives the clock.
+Liveness (heartbeats, takeover) compares times on the database clock directly, in SQL.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from loguru import logger
+
+#: The real class, kept in a tuple: freezegun swaps module attributes that are ``datetime``
+#: for its own class while time is frozen, but not values inside containers.
+_REAL = (datetime,)
+
+#: Above this, a worker's clock is worth a warning: fix NTP on that machine.
+WARN_OFFSET = timedelta(seconds=1)
+#: Samples whose round trip took longer say little about the offset.
+MAX_ROUND_TRIP = 0.25
+
+#: Never trust an offset to better than this, however fast the sample's round trip.
+MIN_UNCERTAINTY = timedelta(milliseconds=2)
+
+_offset = timedelta(0)
+_uncertainty = MIN_UNCERTAINTY
+_warned = False
+_lock = threading.Lock()
+
+
+def local_now() -> datetime:
+    """This machine's clock (the frozen time under freezegun): every read of it in pgsched
+    goes through here."""
+    return datetime.now(timezone.utc)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    """Now on the database clock (the frozen time under freezegun)."""
+    now = local_now()
+    if type(now) is not _REAL[0]:  # freezegun's FakeDatetime: the test owns time
+        return now
+    return now + _offset
+
+
+def latest() -> datetime:
+    """The latest time the database clock may show now, given how well the offset is known.
+
+    Claims compare due times with this: a run enqueued for "now" carries the enqueuer's
+    estimate of the database time, and a worker whose own estimate is a millisecond behind
+    would otherwise find nothing due, right after the NOTIFY that announced the run."""
+    now = utcnow()
+    return now if type(now) is not _REAL[0] else now + _uncertainty
+
+
+def _frozen() -> bool:
+    return type(local_now()) is not _REAL[0]
+
+
+def offset() -> timedelta:
+    """How far the database clock is ahead of this machine's (negative: behind)."""
+    return _offset
+
+
+def measure(conn: Any) -> timedelta | None:
+    """Measure the offset to the database clock on ``conn`` and use it from now on.
+
+    Returns the new offset, or None when the round trip was too slow to tell (or time is
+    frozen, when no offset applies)."""
+    if _frozen():
+        return None
+    sent = local_now()
+    row = conn.execute("SELECT clock_timestamp() AS db_now").fetchone()
+    received = local_now()
+    db_now = row["db_now"] if isinstance(row, dict) else row[0]
+    return observe(db_now, sent, received)
+
+
+def observe(db_now: datetime, sent: datetime, received: datetime) -> timedelta | None:
+    """Take one sample: the database said ``db_now`` between the local times ``sent`` and
+    ``received`` (both read with ``local_now``)."""
+    global _offset, _uncertainty, _warned
+    trip = received - sent
+    if trip > timedelta(seconds=MAX_ROUND_TRIP) or _frozen():
+        return None
+    measured = db_now - (sent + trip / 2)
+    with _lock:
+        _offset = measured
+        _uncertainty = max(MIN_UNCERTAINTY, trip / 2) * 2
+        off = abs(measured) > WARN_OFFSET
+        if off and not _warned:
+            logger.bind(component="clock").warning(
+                "this machine's clock is {:+.3f}s off the database's; pgsched uses the "
+                "database's time for schedules, delays and rate limits, but fix the clock "
+                "(NTP) on this machine", -measured.total_seconds())
+        _warned = off
+    return measured

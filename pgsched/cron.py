@@ -137,6 +137,8 @@ class CronSchedule:
         hour_field = parts[2 if self.with_seconds else 1] if len(parts) in (5, 6) else ""
         object.__setattr__(self, "every_hour", hour_field.startswith("*"))
         try:
+            if len(parts) not in (5, 6):  # croniter also takes a 7th (year) field; we don't
+                raise ValueError(expression)
             croniter(expression, datetime(2026, 1, 1), second_at_beginning=self.with_seconds)
         except (CroniterError, ValueError, KeyError):
             raise InvalidSchedule(
@@ -148,7 +150,8 @@ class CronSchedule:
         except (CroniterError, ValueError):
             raise InvalidSchedule(
                 f"schedule {self.name!r}: cron expression {self.expression!r} never matches a "
-                "date (for example day 30 of February); fix the day-of-month or month field"
+                f"date: day-of-month {parts[-3]!r} never occurs in month {parts[-2]!r} (as "
+                "with day 30 or 31 of February); fix the day-of-month or month field"
             ) from None
         if self.catch_up not in CATCH_UP_POLICIES:
             raise InvalidSchedule(

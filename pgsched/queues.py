@@ -6,6 +6,8 @@ claim query (see ``sql/queries/claim.sql``), never by the enqueuer.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import os
 import re
@@ -32,6 +34,10 @@ DEFAULT_QUEUE = "default"
 #: Rows per statement of ``enqueue_many``: big enough that a statement's fixed cost vanishes,
 #: small enough that the server starts inserting while the client still serializes.
 BATCH_CHUNK = 1_000
+#: Longest workflow id or dedup key, in UTF-8 bytes. Both are btree-indexed, and PostgreSQL
+#: refuses an index row over about 2700 bytes ("index row requires ... bytes") only after
+#: the insert started; the margin leaves room for the ``/N`` a child run appends per level.
+MAX_KEY_BYTES = 2_000
 
 
 def wake_payload(queue: str, not_before: datetime, now: datetime) -> str:
@@ -71,6 +77,63 @@ def new_ids(count: int) -> list[str]:
 
 def new_id() -> str:
     return new_ids(1)[0]
+
+
+def _check_key(value: str | None, label: str) -> None:
+    """A workflow id or dedup key the indexes can hold, or ConfigurationError up front."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{label} must be a non-empty string, got {value!r}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{label} contains a lone surrogate, which has no UTF-8 form; use valid text"
+        ) from None
+    if size > MAX_KEY_BYTES:
+        raise ConfigurationError(
+            f"{label} is {size} bytes long (UTF-8), more than the {MAX_KEY_BYTES} pgsched "
+            f"allows ({value[:40]!r}...); use a shorter one, for example a hash of it"
+        )
+    if "\x00" in value:
+        raise ConfigurationError(f"{label} contains a NUL character (U+0000); remove it")
+
+
+Checker = Callable[[tuple, dict], None]
+
+
+@functools.cache
+def argument_checker(fn: Callable[..., Any], name: str) -> Checker:
+    """A check that a call ``fn(*args, **kwargs)`` binds to ``fn``'s signature.
+
+    Enqueueing arguments the function cannot take used to fail only in the worker, after
+    every retry. The common signature (plain positional parameters, no defaults) gets a
+    length check; anything else ``inspect.Signature.bind``.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C function without a signature
+        return lambda args, kwargs: None
+    params = list(signature.parameters.values())
+    simple = all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
+
+    def fail(args: tuple, kwargs: dict, reason: str) -> None:
+        raise ConfigurationError(
+            f"workflow {name!r} cannot be called with {len(args)} positional argument(s)"
+            f"{' and keywords ' + ', '.join(map(repr, kwargs)) if kwargs else ''}: {reason}; "
+            f"its signature is {name}{signature}. Nothing was enqueued"
+        )
+
+    def check(args: tuple, kwargs: dict) -> None:
+        if simple and not kwargs and len(args) == len(params):
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            fail(args, kwargs, str(exc))
+
+    return check
 
 
 def _seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -133,10 +196,13 @@ class Queue:
             "not_before": now + timedelta(seconds=_seconds(delay, "delay") or 0),
         }
 
-    def _spec(self, fn: Callable[..., Any] | str, max_attempts: int | None) -> tuple[str, int]:
-        """The registered name of ``fn`` and the attempts its runs get."""
+    def _spec(
+        self, fn: Callable[..., Any] | str, max_attempts: int | None
+    ) -> tuple[str, int, Checker]:
+        """The registered name of ``fn``, the attempts its runs get, and its argument check."""
         spec = self.app.registry.workflow_for(fn)
-        return spec.name, max_attempts or spec.max_attempts or self.app.settings.max_attempts
+        attempts = max_attempts or spec.max_attempts or self.app.settings.max_attempts
+        return spec.name, attempts, argument_checker(spec.fn, spec.name)
 
     def enqueue(
         self,
@@ -162,7 +228,10 @@ class Queue:
         now = utcnow()
         shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
                               timeout=timeout, now=now)
-        name, attempts = self._spec(fn, max_attempts)
+        name, attempts, check = self._spec(fn, max_attempts)
+        check(args, kwargs)
+        _check_key(workflow_id, "workflow_id")
+        _check_key(dedup_key, "dedup_key")
         params = {**shared, "id": workflow_id or new_id(), "name": name,
                   "max_attempts": attempts, "dedup_key": dedup_key,
                   "inputs": encode_inputs(args, kwargs), "scheduled_at": None,
@@ -265,7 +334,7 @@ class Queue:
     ) -> Iterator[dict[str, Any]]:
         """The parameters of ``enqueue_many``'s statements, ``BATCH_CHUNK`` rows each,
         validated and serialized one chunk at a time."""
-        specs: dict[Any, tuple[str, int]] = {}
+        specs: dict[Any, tuple[str, int, Checker]] = {}
         while chunk := list(itertools.islice(pending, BATCH_CHUNK)):
             names: list[str] = []
             attempts: list[int] = []
@@ -274,7 +343,8 @@ class Queue:
                 key = fn if isinstance(fn, str) else id(fn)
                 if key not in specs:
                     specs[key] = self._spec(fn, max_attempts)
-                name, tries = specs[key]
+                name, tries, check = specs[key]
+                check(tuple(args), dict(kwargs))
                 names.append(name)
                 attempts.append(tries)
                 inputs.append(encode_inputs(tuple(args), dict(kwargs)))

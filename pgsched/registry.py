@@ -76,7 +76,17 @@ class Registry:
         else:
             spec = getattr(fn, SPEC_ATTR, None)
             if isinstance(spec, WorkflowSpec) and self.workflows.get(spec.name) is not spec:
-                spec = None
+                raise NotRegistered(
+                    f"{spec.name!r} is a workflow of another pgsched.App; start or enqueue it "
+                    "through that app and its queues (each worker runs one app)"
+                )
+        if isinstance(spec, StepSpec):
+            decorator = "@app.step()" if spec.kind == "step" else "@app.transaction()"
+            raise NotRegistered(
+                f"{spec.name!r} is a {decorator} function: a step only runs inside a "
+                "workflow. Call it from an @app.workflow() function and start or enqueue that "
+                "workflow instead"
+            )
         if not isinstance(spec, WorkflowSpec):
             label = fn if isinstance(fn, str) else getattr(fn, "__qualname__", repr(fn))
             raise NotRegistered(

@@ -13,7 +13,10 @@ import datetime as dt
 import decimal
 import importlib
 import json
+import re
+import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -135,13 +138,123 @@ def _from_json(value: Any) -> Any:
     raise SerializationError(f"unknown stored type tag {tag!r}; upgrade pgsched on this worker")
 
 
+#: Characters ``jsonb`` cannot hold: U+0000, and surrogates, which have no UTF-8 form.
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def _bad_string_path(value: Any, path: str) -> tuple[str, str] | None:
+    """The path of the first string (key or value) holding an unstorable character, and
+    that character."""
+    if isinstance(value, str):
+        match = _UNSTORABLE_CHAR.search(value)
+        return (path, match.group()) if match else None
+    if isinstance(value, BaseModel):
+        return _bad_string_path(value.model_dump(mode="json"), path)
+    for key, item, child in _children(value, path):
+        if isinstance(key, str) and (match := _UNSTORABLE_CHAR.search(key)):
+            return f"a key of {path}", match.group()
+        found = _bad_string_path(item, child)
+        if found is not None:
+            return found
+    return None
+
+
+def _children(value: Any, path: str) -> Iterator[tuple[Any, Any, str]]:
+    """(key, item, item's path) of a container; nothing for anything else."""
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield index, item, f"{path}[{index}]"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key, item, f"{path}[{key!r}]"
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield f.name, getattr(value, f.name), f"{path}.{f.name}"
+
+
+_Node = tuple[Any, Any, Any]  # (value, parent node, key): paths are built only when needed
+
+
+def _too_deep(value: Any, what: str) -> SerializationError:
+    """Why encoding recursed without end: a cycle (named by its path) or plain depth.
+
+    Walks without recursion and with lazy paths, so a 100,000-deep value is cheap to explain.
+    """
+    on_path: dict[int, _Node] = {}
+    done: set[int] = set()
+    depth = deepest = 0
+    stack: list[tuple[_Node, bool]] = [((value, None, None), False)]
+    while stack:
+        node, leaving = stack.pop()
+        ident = id(node[0])
+        if leaving:
+            on_path.pop(ident, None)
+            done.add(ident)
+            depth -= 1
+            continue
+        if ident in done or not isinstance(node[0], (list, tuple, dict)) and not (
+            dataclasses.is_dataclass(node[0]) and not isinstance(node[0], type)
+        ):
+            continue
+        if ident in on_path:
+            return SerializationError(
+                f"{_path_of(node, what)} refers back to {_path_of(on_path[ident], what)} "
+                "(a circular reference), which JSON cannot store; pass a copy without the "
+                "cycle, or ids instead of the objects"
+            )
+        on_path[ident] = node
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.append((node, True))
+        stack.extend(((item, node, key), False) for key, item, _ in _children(node[0], ""))
+    return SerializationError(
+        f"{what} is nested {deepest} levels deep, more than pgsched can store (about "
+        f"{sys.getrecursionlimit() - 100}); flatten it, or store the data elsewhere and pass "
+        "a reference"
+    )
+
+
+def _path_of(node: Any, what: str) -> str:
+    keys = []
+    while node is not None and node[1] is not None:
+        keys.append(node[2])
+        node = node[1]
+    return what + "".join(f"[{key!r}]" for key in reversed(keys))
+
+
+def _encode(value: Any, what: str) -> str:
+    """JSON text that ``jsonb`` accepts, or SerializationError naming the bad part.
+
+    The text is checked for NUL and surrogate escapes in one scan; only when one shows up
+    (an emoji is written as an escaped surrogate pair, and is fine) is the value walked to
+    find and name the culprit.
+    """
+    try:
+        text = _ENCODER.encode(_to_json(value, what))
+    except RecursionError:
+        raise _too_deep(value, what) from None
+    if "\\u0000" in text or "\\ud" in text:
+        bad = _bad_string_path(value, what)
+        if bad is not None:
+            where, char = bad
+            kind = "a NUL character" if char == "\x00" else "a lone surrogate"
+            raise SerializationError(
+                f"{where} contains {kind} (U+{ord(char):04X}), which PostgreSQL cannot store "
+                "in jsonb; remove it, or pass binary data base64-encoded"
+            )
+    return text
+
+
 def to_jsonable(value: Any, what: str = "value") -> Any:
     """Convert to JSON-compatible data, or raise SerializationError naming the bad part."""
-    return _to_json(value, what)
+    return json.loads(_encode(value, what))
 
 
 def dumps(value: Any, what: str = "value") -> str:
-    return _ENCODER.encode(_to_json(value, what))
+    """JSON text for ``value``. Raises SerializationError (and nothing is written) for a type
+    JSON lacks, a cycle, excessive nesting, or a string (anywhere, dict keys included) that
+    holds U+0000 or a lone surrogate."""
+    return _encode(value, what)
 
 
 def from_jsonable(data: Any) -> Any:
@@ -149,9 +262,8 @@ def from_jsonable(data: Any) -> Any:
 
 
 def encode_inputs(args: tuple, kwargs: dict) -> str:
-    return _ENCODER.encode(
-        {"args": _to_json(list(args), "argument"), "kwargs": _to_json(kwargs, "keyword")}
-    )
+    """The ``inputs`` column of a run; the same checks as ``dumps``."""
+    return f'{{"args":{_encode(list(args), "argument")},"kwargs":{_encode(kwargs, "keyword")}}}'
 
 
 def decode_inputs(data: dict) -> tuple[tuple, dict]:

@@ -6,6 +6,7 @@ web process and a worker built from the same environment always agree on databas
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from pydantic import Field, ValidationError, field_validator
@@ -46,6 +47,16 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = "INFO"
     log_json: bool = False
+    log_diagnose: bool = Field(
+        default=False,
+        description="Show local variables in logged tracebacks (loguru's diagnose). Off by "
+        "default: a job's locals hold its inputs and whatever secrets it handles.",
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Address the health server binds. 0.0.0.0 in a pod, where the kubelet "
+        "probes the pod's IP; the Helm chart and the Dockerfile set it.",
+    )
     prune_older_than: float | None = Field(
         default=None, gt=0, description="Seconds; when set, one worker prunes finished runs."
     )
@@ -74,10 +85,43 @@ class Settings(BaseSettings):
         return value
 
 
+def _keyword_names() -> dict[str, str]:
+    """Keyword -> the name pydantic accepts: each field by its name (``schema_name``), by
+    its variable's suffix (``schema``) and by the variable itself (``PGSCHED_SCHEMA``)."""
+    names: dict[str, str] = {}
+    for field, info in Settings.model_fields.items():
+        accepted = info.alias or field
+        names[field] = accepted
+        names[accepted] = accepted
+        if info.alias and info.alias.startswith("PGSCHED_"):
+            names[info.alias.removeprefix("PGSCHED_").lower()] = accepted
+    return names
+
+
+def _check_keywords(overrides: dict[str, object]) -> dict[str, object]:
+    """The overrides under the names pydantic accepts; an unknown keyword raises, since
+    ``extra="ignore"`` (needed for the environment) would drop a typo silently."""
+    names = _keyword_names()
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        hints = []
+        for word in unknown:
+            close = difflib.get_close_matches(word, [n for n in names if n.islower()], n=1)
+            hints.append(f"{word!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigurationError(
+            f"unknown setting(s) {', '.join(hints)}; the settings are the PGSCHED_* variables "
+            "in lower case without the prefix, e.g. App('x', concurrency=4, schema='jobs')"
+        )
+    return {names[key]: value for key, value in overrides.items()}
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings, turning pydantic's report into one error that names the variables."""
+    """Build settings, turning pydantic's report into one error that names the variables.
+
+    Keyword overrides win over the environment; an unknown keyword is an error."""
+    checked = _check_keywords(overrides)
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**checked)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

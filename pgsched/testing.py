@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
-from pgsched import lifecycle
+from pgsched import __version__, lifecycle
 from pgsched.claims import declare_queues, peek
 from pgsched.clock import utcnow
 from pgsched.errors import ConfigurationError, PgschedError
@@ -110,6 +110,7 @@ def in_process_worker(app: App, queues: list[str]) -> Iterator[str]:
         "workflows": sorted(app.registry.workflows),
         "concurrency": 1,
         "queue_limits": Jsonb({}),  # declares nothing beyond declare_queues
+        "version": __version__,
     }
     with app.db.connection() as conn:
         conn.execute(app.db.sql("worker_register"), params)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,13 +33,20 @@ pytest_plugins = ["tests.fault_rig"]
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url() -> Iterator[str]:
+    """The embedded server lives outside pytest's temp root: any other pytest session (a
+    nested one, a colleague's) resets that root to mode 0700, which would lock out the
+    server's own system user in the middle of this session."""
     url = os.environ.get("PGSCHED_TEST_DATABASE_URL")
     if url:
-        return url
+        yield url
+        return
     from pgsched.db.embedded import start_embedded
 
-    return start_embedded(str(tmp_path_factory.mktemp("embedded") / "pgdata"))
+    base = Path(tempfile.mkdtemp(prefix="pgsched-test-db-"))
+    base.chmod(0o755)
+    yield start_embedded(str(base / "pgdata"))
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -126,11 +135,14 @@ class Workers:
         self.tmp_path = tmp_path
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, app: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, app: str, *args: str, env: dict[str, str] | None = None,
+              skew: float | None = None) -> subprocess.Popen:
+        """``skew``: seconds to shift the worker's clock by (see tests/skewed.py)."""
         log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "w")  # noqa: SIM115
         target = str(APPS / app) if not app.startswith(("/", "examples")) else app
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pgsched", "worker", target, *args],
+            [sys.executable, "-m", *(["tests.skewed", str(skew)] if skew else ["pgsched"]),
+             "worker", target, *args],
             env={**self.env, **(env or {})},
             cwd=ROOT,
             stdout=log,

@@ -93,6 +93,8 @@ def create_worker_role(server: Throwaway) -> None:
 
 @dataclass
 class Figures:
+    """What a drain under faults ended with: the numbers the torture runs print."""
+
     runs: int
     statuses: dict[str, int]
     duplicate_effects: int
@@ -111,6 +113,7 @@ class Figures:
 
 
 def figures(fault: FaultDb, runs: int, seconds: float) -> Figures:
+    """Read the figures from the database: a job's number is its first argument."""
     (duplicates,) = fault.sql(
         "SELECT coalesce(sum(n - 1), 0)::int FROM "
         "(SELECT count(*) AS n FROM effects GROUP BY job) per_job")[0]

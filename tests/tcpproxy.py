@@ -1,10 +1,10 @@
 """A small TCP proxy between a worker and PostgreSQL, so a test can cut the network.
 
 ``cut()`` is a network that fails loudly: every connection through the proxy is reset and
-new ones are refused. ``blackhole()`` is one that fails silently (a half-open network): the
-proxy keeps every connection open but forwards nothing, so clients wait on replies that do
-not come. ``restore()`` heals either; after a blackhole, bytes held back are delivered, as
-TCP retransmission would.
+new ones are refused until ``restore()``.
+
+A silent (half-open) network is not offered: the proxy's own kernel would still answer the
+client's TCP keepalive probes, so it could not show whether keepalives notice a dead path.
 
 One thread serves every connection with a selector; it stops when the proxy is closed, and
 the context manager closes it at the end of the test whatever happened.
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-Mode = Literal["open", "cut", "blackhole"]
+Mode = Literal["open", "cut"]
 
 
 def _reset(sock: socket.socket) -> None:
@@ -43,7 +43,6 @@ class TcpProxy:
         self.port: int = self.listener.getsockname()[1]
         self.mode: Mode = "open"
         self.peers: dict[socket.socket, socket.socket] = {}
-        self.accepted = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="tcpproxy", daemon=True)
@@ -60,19 +59,9 @@ class TcpProxy:
             self.mode = "cut"
             self._drop_all()
 
-    def blackhole(self) -> None:
-        """Forward nothing, in either direction, on old or new connections, until
-        ``restore``."""
-        with self._lock:
-            self.mode = "blackhole"
-
     def restore(self) -> None:
         with self._lock:
             self.mode = "open"
-
-    def connections(self) -> int:
-        with self._lock:
-            return len(self.peers) // 2
 
     def close(self) -> None:
         self._closed.set()
@@ -114,7 +103,6 @@ class TcpProxy:
             client, _ = self.listener.accept()
         except OSError:
             return
-        self.accepted += 1
         if self.mode == "cut":
             _reset(client)
             return

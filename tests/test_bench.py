@@ -4,8 +4,10 @@ No timing is asserted: the numbers depend on the machine."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -41,6 +43,22 @@ def test_bench_reports_every_measurement_and_cleans_up(env, database_url) -> Non
         left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
                             (result["schema"],)).fetchone()[0]
     assert left == 0, "the bench must drop its throwaway schema"
+
+
+def test_bench_from_a_folder_holding_a_pgsched_directory(env, tmp_path) -> None:
+    """Run from a clone's parent, the folder's `pgsched/` must not shadow the installed package
+    in the bench's worker subprocess (it crashed with FileNotFoundError before)."""
+    shadow = tmp_path / "pgsched"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the folder shadowed the package')\n")
+    proc = subprocess.run(
+        [shutil.which("pgsched", path=str(Path(sys.executable).parent)) or "pgsched", "bench",
+         "--jobs", "10", "--concurrency", "1", "--latency-samples", "5", "--idle-seconds", "1",
+         "--json"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["drain_per_s"] > 0
 
 
 def test_soak_reports_each_slice_and_the_tables_at_the_end(env, database_url) -> None:

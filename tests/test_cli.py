@@ -67,7 +67,9 @@ def test_workflows_list_table_and_json(migrated: None, run_cli) -> None:
     lines = result.output.splitlines()
     assert lines[0].split() == ["ID", "NAME", "STATUS", "QUEUE", "TRY", "AGE"]
     assert [line.split()[0] for line in lines[1:]][:3] == ["waiting-1", "dead-1", "failed-1"]
-    assert "0190c2d1-aaaa-7000-8000-000000000001" in result.output  # ids are not clipped
+    # Ids are cut to the shortest prefix that tells the rows shown apart, and work as ids.
+    assert "0190c2d1…" in result.output
+    assert run_cli("workflows", "show", "0190c2d1…").exit_code == 0
 
     result = run_cli("workflows", "list", "--status", "error", "--status", "DEAD", "--json")
     rows = json.loads(result.output)

@@ -217,6 +217,12 @@ def test_exposed_port_is_the_chart_health_port(final, chart_values):
     assert chart_values["metrics"]["service"]["port"] == chart_values["worker"]["healthPort"]
 
 
+def test_health_server_answers_on_the_container_address(final):
+    """pgsched binds 127.0.0.1 by default, which a port mapping or a probe cannot reach."""
+    env = " ".join(e.value for e in final.all("ENV"))
+    assert re.search(r"\bPGSCHED_HEALTH_HOST=0\.0\.0\.0\b", env)
+
+
 def test_python_unbuffered(final):
     env = " ".join(e.value for e in final.all("ENV"))
     assert re.search(r"\bPYTHONUNBUFFERED=1\b", env)

@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime, timezone
 
 import psycopg
 
+from tests.test_health import get_json
+from tests.throwaway import free_port
 from tests.waiting import wait_for
 
 #: Polling this slow cannot hide a dead LISTEN connection.
@@ -122,16 +125,24 @@ def take_every_slot(url: str, hogs: list[psycopg.Connection], seconds: float) ->
 
 def test_a_worker_started_while_the_database_is_down_waits_for_it(throwaway, workers,
                                                                   load_app_module) -> None:
+    """It keeps running, its /readyz says why it is not ready, and it serves once the
+    database is up, with no restart by a supervisor."""
     fault = throwaway()
     fault.server.stop("fast")
+    port = free_port()
     worker = workers.start("fault_app.py", "--queues", "drain", "--concurrency", "2",
-                           env=fault.worker_env(**SLOW_POLL))
+                           env=fault.worker_env(**SLOW_POLL, PGSCHED_HEALTH_PORT=str(port)))
+    unready: list[tuple[int, dict]] = []
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:  # watched, not slept: an exit fails at once
         assert worker.poll() is None, (
             f"the worker exited with status {worker.returncode} while the database was "
             f"down, instead of waiting for it\n{workers.logs()}")
+        with contextlib.suppress(OSError):
+            unready.append(get_json(port, "/readyz"))
         time.sleep(0.1)
+    assert unready and all(status == 503 and body.get("reason") for status, body in unready), (
+        f"/readyz while the database is down: {unready[-3:]}")
 
     fault.server.start()
     module = fault.load_app(load_app_module)
@@ -139,6 +150,8 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(throwaway, wor
              what="the worker to register once the database is up", logs=workers.logs)
     handle = module.drain.enqueue(module.stamp, "after-the-outage")
     assert handle.result(timeout=30) == "after-the-outage"
+    wait_for(lambda: get_json(port, "/readyz")[0] == 200, 30, what="/readyz to say ready",
+             logs=workers.logs)
     assert worker.poll() is None
 
 

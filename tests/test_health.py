@@ -83,6 +83,8 @@ def served(health_app, workers) -> int:
     workers.start("health_app.py", "--health-port", str(port))
     wait_for(lambda: answers(port), 60, what=f"the health server on port {port}",
              logs=workers.logs)
+    wait_for(lambda: get_json(port, "/readyz")[0] == 200, 30, what="the worker to be ready",
+             logs=workers.logs)
     return port
 
 
@@ -92,8 +94,10 @@ def test_probes_answer_and_metrics_follow_the_work(health_app, served, workers, 
     assert status == 200 and live["status"] == "ok"
     assert {"heartbeat", "takeover", "dispatch"} <= set(live["loops"])
     assert "stale" not in live
-    assert get_json(port, "/readyz") == (200, {"status": "ready",
-                                               "schema_version": latest_version()})
+    status, ready = wait_for(lambda: (r := get_json(port, "/readyz"))[0] == 200 and r, 10,
+                             what="the first readiness check")
+    assert ready["status"] == "ready" and ready["schema_version"] == latest_version()
+    assert ready["checked_seconds_ago"] < 10
     status, content_type, text = get(port, "/metrics")
     assert status == 200 and content_type.startswith("text/plain")
     for family in ("pgsched_runs_started_total counter", "pgsched_runs_finished_total counter",
@@ -150,19 +154,20 @@ def test_probes_answer_and_metrics_follow_the_work(health_app, served, workers, 
 
 def test_readyz_fails_while_the_schema_is_not_at_this_version(served, sql):
     port = served
-    assert get_json(port, "/readyz")[0] == 200
+    wait_for(lambda: get_json(port, "/readyz")[0] == 200, 10, what="the first readiness check")
     newer = latest_version() + 1
     sql("INSERT INTO schema_migrations (version, name) VALUES (%s, 'from_the_future')", (newer,))
 
-    status, ready = get_json(port, "/readyz")
-    assert status == 503
+    # Readiness is checked once per interval, not per request.
+    status, ready = wait_for(lambda: (r := get_json(port, "/readyz"))[0] == 503 and r, 10,
+                             what="the readiness loop to see the newer schema")
     assert ready["status"] == "schema mismatch"
     assert (ready["schema_version"], ready["expected_version"]) == (newer, latest_version())
     assert "pgsched migrate" in ready["reason"]
     assert get_json(port, "/healthz")[0] == 200  # liveness is not about the schema
 
     sql("DELETE FROM schema_migrations WHERE version = %s", (newer,))
-    assert get_json(port, "/readyz")[0] == 200
+    wait_for(lambda: get_json(port, "/readyz")[0] == 200, 10, what="readiness to come back")
 
 
 def test_unknown_paths_are_404(served):
@@ -212,16 +217,20 @@ def test_stale_loops_do_not_fail_liveness_while_the_database_is_down(offline_wor
     heartbeat.start()
     worker.loops.append(heartbeat)
     server = HealthServer(worker, 0, host="127.0.0.1").start()
+    readiness = LoopThread(server.readiness, worker.halt)
+    readiness.start()
+    worker.loops.append(readiness)
     try:
         status, live = wait_for(lambda: (r := get_json(server.port, "/healthz"))[1]["status"]
                                 == "waiting for database" and r, 10,
                                 what="the heartbeat to go stale")
         assert status == 200 and live["stale"] == ["heartbeat"]
+        assert "hunter2" not in live["database"] and "connect" in live["database"]
         assert live["loops"]["heartbeat"]["failures"] >= 1
         status, ready = get_json(server.port, "/readyz")
         assert status == 503 and ready["status"] == "database unavailable"
         metrics = get(server.port, "/metrics")[2]
-        assert sample(metrics, "pgsched_metrics_refresh_errors_total") == 1
+        assert sample(metrics, "pgsched_metrics_refresh_errors_total") >= 1
         assert sample(metrics, "pgsched_heartbeat_age_seconds") > 1
         for body in (json.dumps(live), json.dumps(ready), metrics):
             assert "hunter2" not in body
@@ -231,6 +240,7 @@ def test_stale_loops_do_not_fail_liveness_while_the_database_is_down(offline_wor
         status, live = get_json(server.port, "/healthz")
         assert status == 503 and live["status"] == "stale"
         assert live["loops"]["heartbeat"]["alive"] is False
+        assert "readiness" in live["stale"]  # its thread is gone too
     finally:
         server.stop()
 

@@ -267,7 +267,8 @@ def test_default_image_is_the_chart_app_version(chart):
     ("values", "app", "queues"),
     [
         ({}, "examples/quickstart.py", None),
-        ({"app": "myapp.tasks:app", "queues": ["a", "b"]}, "myapp.tasks:app", "a,b"),
+        ({"app": "myapp.tasks:app", "queues": ["a", "b"],
+          "image": {"repository": "registry.example.com/myapp"}}, "myapp.tasks:app", "a,b"),
     ],
 )
 def test_worker_command(chart, values, app, queues):
@@ -291,6 +292,8 @@ def test_probes_hit_the_health_server_port(chart, port):
     assert ports == {"health": expected}
     assert ctr["args"][ctr["args"].index("--health-port") + 1] == str(expected)
     assert env_value(ctr, "PGSCHED_HEALTH_PORT") == str(expected)
+    # pgsched binds 127.0.0.1 by default; the kubelet probes the pod's IP.
+    assert env_value(ctr, "PGSCHED_HEALTH_HOST") == "0.0.0.0"
 
     for probe, path in (
         ("livenessProbe", "/healthz"),

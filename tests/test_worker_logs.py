@@ -19,7 +19,8 @@ from tests.waiting import wait_for
 LEVEL = re.compile(r"\b(TRACE|DEBUG|INFO|SUCCESS|WARNING|ERROR|CRITICAL)\b")
 TIMESTAMPED = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} ")
 DURATION = re.compile(r"\b\d+(\.\d+)?\s?m?s\b")
-RETRY_WHEN = re.compile(r"retr\w*\b.*\b(in \d+(\.\d+)?\s?m?s\b|at \d\d:\d\d(:\d\d)?)")
+RETRY_WHEN = re.compile(r"\b(retr\w*|next attempt)\b.*\b(in \d+(\.\d+)?\s?m?s\b"
+                        r"|at (\d{4}-\d\d-\d\d[T ])?\d\d:\d\d)")
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_a_successful_run_is_one_info_line(faults, workers, worker_log):
 
 def test_a_retried_then_dead_run_logs_why_when_and_its_traceback(faults, workers, worker_log,
                                                                  sql):
-    faults.logs.enqueue(faults.declined, "4242", workflow_id="card-01", max_attempts=2)
+    faults.logs.enqueue(faults.charge_card, "4242", workflow_id="card-01", max_attempts=2)
     wait_for(lambda: sql("SELECT status FROM workflows WHERE id = 'card-01'") == [("DEAD",)],
              30, what="the run to be dead-lettered", logs=workers.logs)
     wait_for(lambda: find(worker_log, "card-01", "DEAD"), 10, what="the DEAD log line",
@@ -101,7 +102,7 @@ def test_a_retried_then_dead_run_logs_why_when_and_its_traceback(faults, workers
              if level(lines(worker_log)[i]) == "ERROR"]
     assert found, f"no ERROR line for the dead run\n{worker_log.read_text()}"
     line = lines(worker_log)[found[0]]
-    for needle in ("declined", "logs", "attempt 2/2", "ValueError", "card declined 4242"):
+    for needle in ("charge_card", "logs", "attempt 2/2", "ValueError", "card declined 4242"):
         assert needle in line, f"{needle!r} missing from {line!r}"
     block = continuation(worker_log, found[0])
     assert "Traceback (most recent call last)" in block, block
@@ -111,7 +112,7 @@ def test_a_retried_then_dead_run_logs_why_when_and_its_traceback(faults, workers
 
 def test_a_permanent_error_is_logged_at_error_with_its_traceback(faults, workers, worker_log,
                                                                  sql):
-    faults.logs.enqueue(faults.refused, "no", workflow_id="refuse-1")
+    faults.logs.enqueue(faults.refund, "no", workflow_id="refuse-1")
     wait_for(lambda: sql("SELECT status FROM workflows WHERE id = 'refuse-1'") == [("ERROR",)],
              20, what="the run to end in ERROR", logs=workers.logs)
     wait_for(lambda: find(worker_log, "refuse-1", "PermanentError"), 10,
@@ -121,7 +122,7 @@ def test_a_permanent_error_is_logged_at_error_with_its_traceback(faults, workers
     assert found, f"no ERROR line for the failed run\n{worker_log.read_text()}"
     index = found[0]
     line = lines(worker_log)[index]
-    for needle in ("refused", "logs", "attempt 1/", "refused for good: no"):
+    for needle in ("refund", "logs", "attempt 1/", "refused for good: no"):
         assert needle in line, f"{needle!r} missing from {line!r}"
     assert "Traceback (most recent call last)" in continuation(worker_log, index)
     assert_no_internal_jargon(worker_log)

@@ -136,13 +136,6 @@ class Throwaway:
         self._check("pg_ctl", "restart", "-D", str(self.data), "-m", mode, "-w",
                     "-t", str(COMMAND_TIMEOUT), "-l", str(self.logfile))
 
-    def is_up(self) -> bool:
-        try:
-            psycopg.connect(self.url, connect_timeout=2).close()
-            return True
-        except psycopg.OperationalError:
-            return False
-
     def log(self) -> str:
         parts = []
         for path in (self.root / "commands.log", self.logfile):

@@ -7,13 +7,27 @@ import sys
 import click
 
 # Importing each command module registers its commands on the root group.
-from pgsched.cli import bench, core_commands, queues, schedules, workflows  # noqa: F401
+from pgsched.cli import (  # noqa: F401
+    bench,
+    bulk,
+    core_commands,
+    enqueue,
+    queues,
+    schedules,
+    workers,
+    workflows,
+)
 from pgsched.cli.common import cli
 from pgsched.errors import PgschedError
+from pgsched.logs import configure_logging
 
 
 def main() -> None:
+    """The ``pgsched`` process: logs as a worker does, then runs the command."""
     try:
+        # Every command logs in the worker's format (JSON with PGSCHED_LOG_JSON), so one log
+        # pipeline reads both.
+        configure_logging()
         cli(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)

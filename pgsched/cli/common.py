@@ -8,11 +8,14 @@ from typing import Any
 
 import click
 
+from pgsched import __version__
 from pgsched.db import Database
 from pgsched.settings import Settings, load_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="pgsched",
+                      message="%(prog)s %(version)s")
 @click.option(
     "--database-url",
     envvar="PGSCHED_DATABASE_URL",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from pgsched.cli.common import cli, database_of, echo_json, json_option, settings_of
@@ -17,13 +19,18 @@ from pgsched.db.migrations import current_version, latest_version, migrate
 @click.option("--health-port", type=click.IntRange(0, 65535), default=None,
               envvar="PGSCHED_HEALTH_PORT",
               help="Serve /healthz, /readyz and /metrics on this port.")
+@click.option("--health-host", default=None, envvar="PGSCHED_HEALTH_HOST",
+              help="Address the health server binds (default: PGSCHED_HEALTH_HOST, else "
+                   "127.0.0.1; 0.0.0.0 in a pod, so the kubelet can reach it).")
 @click.pass_context
 def worker(ctx: click.Context, app_path: str, queues: str | None, concurrency: int | None,
-           health_port: int | None) -> None:
+           health_port: int | None, health_host: str | None) -> None:
     """Run a worker for APP (module:attr or a path to a .py file) until SIGTERM/SIGINT."""
     from pgsched.loader import load_app
     from pgsched.worker import Worker
 
+    if health_host:  # read by the app's settings, like every option of the root command
+        os.environ["PGSCHED_HEALTH_HOST"] = health_host
     app = load_app(app_path)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     Worker(app, queues=names, concurrency=concurrency, health_port=health_port).run()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -20,10 +19,11 @@ import click
 
 from pgsched import operations
 from pgsched.cli.common import cli, database_of, echo_json, json_option
+from pgsched.cli.ids import ELLIPSIS, short_ids
 from pgsched.clock import utcnow
 from pgsched.db import Database
 from pgsched.db.migrations import check_version
-from pgsched.errors import InvalidOperation, PgschedError, WorkflowNotFound
+from pgsched.errors import InvalidOperation, WorkflowNotFound
 from pgsched.handles import Handle
 
 WIDTH = 80
@@ -132,7 +132,7 @@ def resolve_id(db: Database, given: str) -> str:
         return given
     except WorkflowNotFound:
         pass
-    prefix = given.rstrip("…")
+    prefix = given.rstrip(ELLIPSIS)
     matches = operations.list_workflows(db, id_prefix=prefix, limit=2) if prefix else []
     if len(matches) == 1:
         return str(matches[0]["id"])
@@ -155,16 +155,26 @@ def workflows() -> None:
     """Find, inspect, cancel, resume, retry and fork runs."""
 
 
+def run_filters(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The filters of `workflows list`, shared by the bulk cancel, resume and retry."""
+    options = [
+        click.option("--status", "statuses", multiple=True, metavar="STATUS",
+                     type=click.Choice(operations.STATUSES, case_sensitive=False),
+                     help="Only runs in this status (repeatable)."),
+        click.option("--name", default=None, help="Only runs of this workflow."),
+        click.option("--queue", default=None, help="Only runs on this queue."),
+        click.option("--since", default=None, metavar="WHEN",
+                     help="Created at or after WHEN: a duration ago (1h, 2d) or an ISO time."),
+        click.option("--until", default=None, metavar="WHEN", help="Created before WHEN."),
+        click.option("--id-prefix", default=None, help="Only runs whose id starts with this."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @workflows.command("list")
-@click.option("--status", "statuses", multiple=True, metavar="STATUS",
-              type=click.Choice(operations.STATUSES, case_sensitive=False),
-              help="Only runs in this status (repeatable).")
-@click.option("--name", default=None, help="Only runs of this workflow.")
-@click.option("--queue", default=None, help="Only runs on this queue.")
-@click.option("--since", default=None, metavar="WHEN",
-              help="Created at or after WHEN: a duration ago (1h, 2d) or an ISO time.")
-@click.option("--until", default=None, metavar="WHEN", help="Created before WHEN.")
-@click.option("--id-prefix", default=None, help="Only runs whose id starts with this.")
+@run_filters
 @click.option("--limit", type=click.IntRange(1, operations.MAX_LIMIT), default=50,
               show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
@@ -187,11 +197,12 @@ def list_command(ctx: click.Context, statuses: tuple[str, ...], name: str | None
         click.echo("no runs match")
         return
     now = utcnow()
+    shown = short_ids(r["id"] for r in rows)
     click.echo(table(
         ["ID", "NAME", "STATUS", "QUEUE", "TRY", "AGE"],
-        [[r["id"], r["name"], r["status"], r["queue"], f"{r['attempts']}/{r['max_attempts']}",
-          age(r["created_at"], now)] for r in rows],
-        shrink=[[1, 3], [0]],
+        [[shown[r["id"]], r["name"], r["status"], r["queue"],
+          f"{r['attempts']}/{r['max_attempts']}", age(r["created_at"], now)] for r in rows],
+        shrink=[[1, 3]],
     ))
     if len(rows) == limit:
         click.echo(f"(first {limit}; see more with --offset {offset + limit})")
@@ -259,61 +270,10 @@ def show_command(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
         ))
     if run["children"]:
         click.echo("\nchild runs")
+        shown = short_ids(c["id"] for c in run["children"])
         click.echo(table(["ID", "NAME", "STATUS"],
-                         [[c["id"], c["name"], c["status"]] for c in run["children"]],
-                         shrink=[[1], [0]]))
-
-
-def _apply(ctx: click.Context, ids: tuple[str, ...], verb: str,
-           operation: Callable[[Database, str], object], as_json: bool) -> None:
-    """Apply an operation to each id; report every id, and exit 2 if any failed."""
-    db = open_database(ctx)
-    results: list[dict[str, Any]] = []
-    for given in ids:
-        try:
-            workflow_id = resolve_id(db, given)
-            operation(db, workflow_id)
-            status = Handle(db, workflow_id).status()
-            results.append({"id": workflow_id, "ok": True, "status": status, "error": None})
-            if not as_json:
-                click.echo(f"{verb} {workflow_id} (now {status})")
-        except PgschedError as exc:
-            results.append({"id": given, "ok": False, "status": None, "error": str(exc)})
-            if not as_json:
-                click.echo(f"error: {exc}", err=True)
-    if as_json:
-        echo_json(results)
-    if not all(r["ok"] for r in results):
-        sys.exit(2)
-
-
-@workflows.command("cancel")
-@click.argument("ids", metavar="ID...", nargs=-1, required=True)
-@json_option
-@click.pass_context
-def cancel_command(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
-    """Cancel waiting or running runs (and their child workflows). A running run stops at
-    its next step boundary; its queue slot is freed at once."""
-    _apply(ctx, ids, "cancelled", operations.cancel, as_json)
-
-
-@workflows.command("resume")
-@click.argument("ids", metavar="ID...", nargs=-1, required=True)
-@json_option
-@click.pass_context
-def resume_command(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
-    """Put CANCELLED runs back on their queues; each continues from its last checkpoint."""
-    _apply(ctx, ids, "resumed", operations.resume, as_json)
-
-
-@workflows.command("retry")
-@click.argument("ids", metavar="ID...", nargs=-1, required=True)
-@json_option
-@click.pass_context
-def retry_command(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
-    """Put failed (ERROR) or dead-lettered (DEAD) runs back on their queues; each continues
-    from its last checkpoint with a fresh count of attempts."""
-    _apply(ctx, ids, "retried", operations.retry, as_json)
+                         [[shown[c["id"]], c["name"], c["status"]] for c in run["children"]],
+                         shrink=[[1]]))
 
 
 @workflows.command("fork")

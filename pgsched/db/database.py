@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,18 +11,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from pgsched import clock
 from pgsched.db.embedded import start_embedded
+from pgsched.db.redact import error_reason, mask_url
 from pgsched.db.sqlfiles import query
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
-
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*(@)")
-_PASSWORD_IN_DSN = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs and error messages."""
-    return _PASSWORD_IN_DSN.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***\2", url))
-
 
 #: On every connection pgsched opens. TCP keepalives notice a half-open connection (a cut
 #: network, a vanished host) in about 20 s instead of the kernel's two hours, and
@@ -51,11 +43,12 @@ def open_connection(url: str, timeout: float = 5.0, **kwargs: Any) -> psycopg.Co
                                **kwargs)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(
-            f"the database URL {mask_url(url)!r} is not valid: {exc}. "
+            f"the database URL {mask_url(url)!r} is not valid: "
+            f"{error_reason(exc, url, malformed=True)}. "
             "Expected postgresql://user:password@host:5432/dbname"
         ) from None
     except psycopg.OperationalError as exc:
-        reason = mask_url(str(exc).strip().splitlines()[0]) if str(exc).strip() else "no answer"
+        reason = error_reason(exc, url)
         raise DatabaseUnavailable(
             f"cannot connect to {mask_url(url)}: {reason}. "
             "Check PGSCHED_DATABASE_URL and that the server is running"
@@ -122,6 +115,12 @@ class Database:
                     open=True,
                     name="pgsched",
                 )
+                with self._pool.connection() as conn:
+                    # Delays this process computes are compared with the workers' times.
+                    # Autocommit: one statement, no BEGIN/ROLLBACK around it.
+                    conn.autocommit = True
+                    clock.measure(conn)
+                    conn.autocommit = False
             return self._pool
 
     @contextmanager

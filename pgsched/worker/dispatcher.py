@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from loguru import logger
 
-from pgsched import lifecycle
+from pgsched import clock, lifecycle
 from pgsched.claims import peek, queue_definitions
 from pgsched.clock import utcnow
 from pgsched.errors import JobTimeout, SerializationError
@@ -319,7 +319,7 @@ class Dispatcher:
         """Look for waiting runs; return whether one is ready to start."""
         self._refresh_definitions(conn)
         period = self.app.settings.poll_interval
-        wall = utcnow()
+        wall = clock.latest()
         found = peek(conn, self.db, self.queue_names, self.names, wall)
         ready = {name for name, waiting in found.items() if waiting.ready}
         self.ready |= ready
@@ -334,7 +334,7 @@ class Dispatcher:
         return bool(ready) or bool(self.suspects)
 
     def _fold_expected(self, now: float) -> None:
-        wall = time.time()
+        wall = utcnow().timestamp()  # the times in NOTIFYs are on the database clock
         while self.expected:
             due = now + max(0.0, self.expected.popleft() - wall)
             self.next_due = due if self.next_due is None else min(self.next_due, due)
@@ -391,7 +391,7 @@ class Dispatcher:
         results: list[tuple[Queue, int, bool, list[dict[str, Any]]]] = []
         if writes or returned or plan:
             started = time.perf_counter()
-            now = utcnow()
+            now = clock.latest()
             notes = Counter(self.notes)
             finished = None
             statements = bool(writes or returned) + sum(
@@ -470,6 +470,9 @@ class Dispatcher:
             running = self._log_info.pop(outcome.workflow_id, None)
             log_outcome(outcome, running, recorded=outcome.workflow_id in recorded,
                         now=utcnow())
+            if running is not None:
+                self.metrics.finished(running.queue, running.name, outcome.status,
+                                      time.monotonic() - running.started)
 
     def _plan(self) -> list[tuple[Queue, int, bool]]:
         """Share the free capacity among the ready queues, one unit at a time starting at a

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import psycopg
 from loguru import logger
 
-from pgsched import lifecycle
+from pgsched import clock, lifecycle
 from pgsched.claims import reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.scheduler import Scheduler
@@ -99,7 +99,7 @@ class Heartbeat:
         self._conn: psycopg.Connection | None = None
 
     def run_once(self) -> float:
-        sent = time.monotonic()
+        sent, wall_sent = time.monotonic(), clock.local_now()
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = self.app.db.connect(autocommit=True,
@@ -112,12 +112,15 @@ class Heartbeat:
                 self._conn.close()
                 self._conn = None
             raise
+        wall_received = clock.local_now()
         if row is None:
             self.lease.lost()
             logger.bind(component=self.name).warning(
                 "this worker was declared dead (missed heartbeats): its runs were taken over "
                 "and their late writes are refused; registering again before claiming")
             self.register(self._conn)  # on this connection: the pool may still be reconnecting
+        else:
+            clock.observe(row["db_now"], wall_sent, wall_received)
         self.lease.renewed(sent)
         return jittered(self.interval, 0.1)
 

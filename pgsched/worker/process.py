@@ -28,8 +28,10 @@ import psycopg
 from loguru import logger
 from psycopg.types.json import Jsonb
 
+from pgsched import __version__, clock
 from pgsched.claims import declare_queues, declared_limits, reconcile_queues
 from pgsched.clock import utcnow
+from pgsched.db.fleet_settings import publish as publish_settings
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
 from pgsched.logs import configure_logging
 from pgsched.scheduler import Scheduler
@@ -72,8 +74,9 @@ class Worker:
         # wait on each other.
         app.db.pool_size = max(app.db.pool_size, self.concurrency + POOL_LOOPS)
         self.lease = Lease(settings.takeover_timeout)
-        #: Why the worker is not serving yet (None once it is), for /readyz.
-        self.startup_problem: str | None = "starting"
+        #: Why the worker cannot start serving (None unless it waits for the database), for
+        #: the health endpoints.
+        self.startup_problem: str | None = None
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self.halt = threading.Event()
@@ -104,6 +107,7 @@ class Worker:
                 "workflows": sorted(self.app.registry.workflows),
                 "concurrency": self.concurrency,
                 "queue_limits": Jsonb(declared_limits(self.queues)),
+                "version": __version__,
             },
         )
         self.lease.renewed(sent)
@@ -151,6 +155,7 @@ class Worker:
             from pgsched.worker.pruner import Pruner
 
             loops.append(Pruner(self.app, settings.prune_older_than))
+        loops.extend([health.readiness] if health is not None else [])  # /readyz, from memory
         threads = [LoopThread(loop, self.halt) for loop in loops]
         for thread in threads:
             thread.start()
@@ -170,9 +175,11 @@ class Worker:
         queue on the strictest declaration of the live workers (this one included)."""
         self.app.migrate()
         with self.app.db.connection() as conn:
+            clock.measure(conn)  # before anything compares times
             declare_queues(conn, self.app.db, self.queues, utcnow())
             self._register(conn)
             reconcile_queues(conn, self.app.db, utcnow())
+        publish_settings(self.app.db, self.app.settings)  # the SQL views follow the timeout
 
     def _until_connected(self, action: Callable[[], None]) -> None:
         """Run ``action`` until the database lets it through; a signal ends the wait."""

@@ -143,9 +143,13 @@ async def cancelled(key: str) -> None:
 
 
 @app.workflow()
-def pill() -> None:
+def pill(marker: str) -> None:
+    """Crashes its worker at once, while the runs claimed with it are still running. Each
+    execution appends a line to ``marker`` (a local file: a database write would take long
+    enough for the neighbours to finish first)."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file in the repository
-    event("pill")
+    with open(marker, "a") as out:
+        out.write(f"{os.getpid()}\n")
     os.abort()
 
 
@@ -215,10 +219,10 @@ def greet(name: str) -> str:
 
 
 @app.workflow()
-def declined(card: str) -> None:
+def charge_card(card: str) -> None:
     raise ValueError(f"card declined {card}")
 
 
 @app.workflow()
-def refused(reason: str) -> None:
+def refund(reason: str) -> None:
     raise PermanentError(f"refused for good: {reason}")

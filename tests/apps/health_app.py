@@ -34,3 +34,27 @@ def hold() -> str:
         while conn.execute(query).fetchone()[0] == 0:  # type: ignore[index]
             time.sleep(0.05)
     return "released"
+
+
+@app.workflow()
+def kill_listener() -> str:
+    """Make this worker's LISTEN thread die of an error it does not catch, as a bug would."""
+    import threading
+
+    (listener,) = [t for t in threading.enumerate() if t.name == "pgsched-listen"]
+
+    def boom(payload: str) -> None:
+        raise RuntimeError("listener bug")
+
+    listener.on_notify = boom  # type: ignore[attr-defined]
+    with psycopg.connect(os.environ["PGSCHED_DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("SELECT pg_notify(%s, 'work')", (f"pgsched_{os.environ['PGSCHED_SCHEMA']}",))
+    listener.join(10)
+    return "dead" if not listener.is_alive() else "alive"
+
+
+@app.workflow()
+def ignore_timeout() -> None:
+    """A run that never returns, whatever its timeout says (threads cannot be killed)."""
+    while True:
+        time.sleep(0.05)

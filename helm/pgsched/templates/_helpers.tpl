@@ -99,6 +99,10 @@ app.kubernetes.io/component: worker
 {{- if not .Values.app -}}
 {{- fail "app is required: the pgsched app to run, e.g. myapp.tasks:app or examples/quickstart.py" -}}
 {{- end -}}
+{{- $bundled := or (hasPrefix "examples/" (toString .Values.app)) (hasPrefix "examples." (toString .Values.app)) -}}
+{{- if and (not $bundled) (eq (toString .Values.image.repository) "ghcr.io/pgsched/pgsched") -}}
+{{- fail (printf "image.repository is required when app (%s) is not one of the bundled examples: the pgsched image (ghcr.io/pgsched/pgsched, built from the repository's Dockerfile) contains pgsched and examples/ only, so %s would not be importable in it. Build an image with your code (FROM ghcr.io/pgsched/pgsched plus COPY of your package, or pip install pgsched in your app's image), push it, and set image.repository (and image.tag); see the chart README" (toString .Values.app) (toString .Values.app)) -}}
+{{- end -}}
 {{- if and (not .Values.database.url) (not .Values.database.existingSecret) -}}
 {{- fail "database: set database.existingSecret (recommended) or database.url" -}}
 {{- end -}}

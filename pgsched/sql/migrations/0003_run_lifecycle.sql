@@ -26,3 +26,6 @@ ALTER TABLE {schema}.workflows ADD COLUMN crashes integer NOT NULL DEFAULT 0;
 -- the live workers (reconcile_queues.sql), so a limit holds while any live worker's code asks
 -- for it, and goes away only when the last such worker does.
 ALTER TABLE {schema}.workers ADD COLUMN queue_limits jsonb NOT NULL DEFAULT jsonb_build_object();
+
+-- Which pgsched each worker runs, for `pgsched workers` during a rolling upgrade.
+ALTER TABLE {schema}.workers ADD COLUMN version text;

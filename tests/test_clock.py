@@ -1,0 +1,87 @@
+"""One fleet clock: times that processes compare come from the database's clock.
+
+The end-to-end test runs real workers whose clocks are 20 s fast and 20 s slow (tests/skewed.py)
+beside this test process's correct clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from freezegun import freeze_time
+
+from pgsched import clock
+from tests.waiting import wait_for
+
+SKEWED = {"fast": 20.0, "slow": -20.0}
+
+
+def test_utcnow_follows_the_measured_offset_and_ignores_it_under_freezegun() -> None:
+    before = clock.offset()
+    try:
+        wall = datetime.now(timezone.utc)
+        db_now = wall + timedelta(seconds=20)
+        tick = timedelta(milliseconds=1)
+        assert clock.observe(db_now, wall - tick, wall + tick) == timedelta(seconds=20)
+        assert abs(clock.utcnow() - datetime.now(timezone.utc) - timedelta(seconds=20)) < \
+            timedelta(seconds=1)
+        second = timedelta(seconds=1)
+        assert clock.observe(db_now, wall - second, wall + second) is None  # too slow to tell
+        with freeze_time("2026-03-29 00:00", tz_offset=0):
+            assert clock.utcnow() == datetime(2026, 3, 29, tzinfo=timezone.utc)
+            assert clock.observe(db_now, wall, wall) is None  # a frozen test owns time
+    finally:
+        wall = datetime.now(timezone.utc)
+        clock.observe(wall + before, wall, wall)
+
+
+def test_workers_with_skewed_clocks_agree_on_ticks_delays_and_rate_limits(
+        load_app_module, workers, sql) -> None:
+    module = load_app_module("clock_app.py")
+    module.app.migrate()
+    sql("CREATE TABLE ticks (scheduled_at timestamptz, started timestamptz, pid int)")
+    sql("CREATE TABLE starts (label text, started timestamptz, pid int)")
+    procs = {}
+    for name, skew in SKEWED.items():
+        procs[name] = workers.start("clock_app.py", "--queues", f"{name},rated,default",
+                                    skew=skew)
+    workers.wait_registered(sql, 2)
+    (begin,) = sql("SELECT clock_timestamp()")[0]
+
+    enqueued = {}
+    for name in SKEWED:
+        queue = getattr(module, name)
+        handle = queue.enqueue(module.stamp, f"delayed-{name}", delay=timedelta(seconds=3))
+        (enqueued[name],) = sql("SELECT created_at FROM workflows WHERE id = %s",
+                                (handle.workflow_id,))[0]
+    for index in range(15):
+        module.rated.enqueue(module.stamp, f"rated-{index}")
+    wait_for(lambda: sql("SELECT count(*) FROM starts WHERE label LIKE 'rated-%'")[0][0] == 15,
+             30, what="15 rate-limited jobs", logs=workers.logs)
+    wait_for(lambda: sql("SELECT count(*) FROM ticks WHERE scheduled_at > %s",
+                         (begin + timedelta(seconds=2),))[0][0] >= 6, 30,
+             what="six ticks after the first two seconds", logs=workers.logs)
+    (end,) = sql("SELECT clock_timestamp()")[0]
+
+    for name in SKEWED:
+        [(started,)] = sql("SELECT started FROM starts WHERE label = %s", (f"delayed-{name}",))
+        late = (started - (enqueued[name] + timedelta(seconds=3))).total_seconds()
+        assert 0 <= late < 0.5, f"the {name} worker started a 3 s-delayed job {late:+.3f}s " \
+                                "from its due time"
+    ticks = sql("SELECT scheduled_at, started, pid FROM ticks "
+                "WHERE scheduled_at BETWEEN %s AND %s ORDER BY 1",
+                (begin + timedelta(seconds=2), end - timedelta(seconds=2)))
+    early = [(s, t) for s, t, _ in ticks if t < s]
+    assert not early, f"ticks ran before their time: {early[:3]}"
+    seconds = [s for s, _, _ in ticks]
+    assert len(seconds) == len(set(seconds)), "a tick ran twice"
+    gaps = [b - a for a, b in zip(seconds, seconds[1:], strict=False)
+            if b - a != timedelta(seconds=1)]
+    assert len(seconds) >= 3 and not gaps, f"ticks were dropped: {gaps}"
+    starts = [t for (t,) in sql("SELECT started FROM starts WHERE label LIKE 'rated-%' "
+                                "ORDER BY 1")]
+    crowded = [t for t in starts if sum(t <= u < t + timedelta(seconds=2) for u in starts) > 5]
+    assert not crowded, f"more than 5 starts within 2 s from {crowded[0]}"
+    for proc in procs.values():
+        assert proc.poll() is None
+    for proc in procs.values():
+        assert "s off the database's" in proc.log_path.read_text()
