@@ -205,6 +205,8 @@ class Bench:
         self.settings = load_settings(database_url=database_url, PGSCHED_SCHEMA=self.schema)
         self.app = build_app(self.settings)
         self.workers: list[subprocess.Popen] = []
+        #: Extra environment for the worker subprocesses (the soak turns on /metrics).
+        self.worker_env: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -215,6 +217,7 @@ class Bench:
                if not key.startswith("PGSCHED_") or key in ("PGSCHED_LOG_LEVEL",)}
         env.update({"PGSCHED_DATABASE_URL": url, "PGSCHED_SCHEMA": self.schema,
                     "PGSCHED_LOG_LEVEL": "WARNING"})
+        env.update(self.worker_env)
         return env
 
     def _worker(self, url: str, queues: str, concurrency: int) -> subprocess.Popen:

@@ -22,7 +22,6 @@ hour is a wildcard). Cost is a few croniter calls per tick whatever the schedule
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -331,15 +330,6 @@ class CronSchedule:
         spacing = (last - first) / (count - 1)
         return count + int((until - last) / spacing)
 
-    def latest_ticks(self, after: datetime, until: datetime, limit: int) -> list[datetime]:
-        """The last ``limit`` ticks in ``(after, until]``, oldest first, found walking back."""
-        found: deque[datetime] = deque()
-        tick = self.prev_tick(until)
-        while tick is not None and tick > after and len(found) < limit:
-            found.appendleft(tick)
-            tick = self.prev_tick(tick - timedelta(microseconds=1))
-        return list(found)
-
     def interval(self, around: datetime) -> timedelta:
         first = self.next_tick(around)
         return self.next_tick(first) - first
@@ -366,8 +356,9 @@ class CronSchedule:
         return f"cron:{self.name}:{utc.strftime('%Y-%m-%dT%H:%M:%S')}Z"
 
     def local(self, tick: datetime) -> datetime:
-        """The tick in the schedule's zone, with the right ``fold`` even under freezegun."""
+        """The tick in the schedule's zone, with the right ``fold`` even under freezegun:
+        0, except for the second pass through a repeated (fall-back) hour."""
         offset = self._offset(tick)
         wall = (tick.astimezone(timezone.utc) + offset).replace(tzinfo=None)
-        second = wall.replace(tzinfo=self.zone, fold=1)
-        return second if second.utcoffset() == offset else wall.replace(tzinfo=self.zone)
+        first = wall.replace(tzinfo=self.zone)
+        return first if first.utcoffset() == offset else wall.replace(tzinfo=self.zone, fold=1)

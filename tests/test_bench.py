@@ -59,3 +59,33 @@ def test_bench_from_a_folder_holding_a_pgsched_directory(env, tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["drain_per_s"] > 0
+
+
+def test_soak_reports_each_slice_and_the_tables_at_the_end(env, database_url) -> None:
+    """``--soak`` at a tiny N: every slice drains, with a claim p99 from the worker's own
+    histogram, and the end state of the three tables is reported; the schema is dropped."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pgsched", "bench", "--soak", "30", "--slice", "10",
+         "--concurrency", "2", "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["soak"] == 30 and result["slice"] == 10
+    assert result["autovacuum"]["autovacuum"] in ("on", "off")
+    assert [(s["from"], s["to"]) for s in result["slices"]] == [(0, 10), (10, 20), (20, 30)]
+    for part in result["slices"]:
+        assert part["drain_per_s"] > 0 and part["enqueue_per_s"] > 0
+        assert part["claims"] >= 1 and part["claim_p99_ms"] > 0 and part["claim_mean_ms"] > 0
+        assert part["table_bytes"] > 0 and part["index_bytes"] > 0 and part["dead_tuples"] >= 0
+    assert result["last_vs_first"] == (result["slices"][-1]["drain_per_s"]
+                                       / result["slices"][0]["drain_per_s"])
+    assert set(result["tables"]) == {"workflows", "steps", "queue_slots"}
+    for row in result["tables"].values():
+        assert {"live_tuples", "dead_tuples", "autovacuums", "table_bytes",
+                "index_bytes"} <= set(row)
+    assert result["tables"]["workflows"]["table_bytes"] > 0
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
+                            (result["schema"],)).fetchone()[0]
+    assert left == 0, "the soak must drop its throwaway schema"

@@ -12,6 +12,8 @@ DST behaviour these tests pin down (and the README states):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -118,6 +120,25 @@ def test_fall_back_with_wildcard_hour_runs_both_occurrences() -> None:
     found = ticks(schedule, utc(2026, 10, 24, 23), timedelta(hours=4))
     local = [schedule.local(t).strftime("%H:%M%z") for t in found]
     assert local == ["01:30+0200", "02:30+0200", "02:30+0100", "03:30+0100"]
+
+
+def test_local_tick_has_fold_0_except_in_the_repeated_hour() -> None:
+    """``fold=1`` means "the second occurrence of this wall time": only the repeated hour of
+    a fall back has one. Under freezegun too, where ``astimezone`` loses ``fold``."""
+    schedule = CronSchedule("hourly", "30 * * * *", tz="Europe/Berlin")
+    for frozen in (False, True):
+        with freeze_time("2026-10-24 12:00", tz_offset=0) if frozen else _nothing():
+            plain = schedule.local(utc(2026, 7, 1, 10, 30))
+            first = schedule.local(utc(2026, 10, 25, 0, 30))  # 02:30 CEST
+            second = schedule.local(utc(2026, 10, 25, 1, 30))  # 02:30 CET, the repeat
+        assert (plain.hour, plain.fold, plain.utcoffset()) == (12, 0, timedelta(hours=2))
+        assert (first.hour, first.fold, first.utcoffset()) == (2, 0, timedelta(hours=2))
+        assert (second.hour, second.fold, second.utcoffset()) == (2, 1, timedelta(hours=1))
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def test_ticks_across_a_year_of_transitions_are_ordered_and_unique() -> None:

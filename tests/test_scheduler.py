@@ -28,6 +28,8 @@ from tests.conftest import ROOT
 
 UTC = timezone.utc
 START = "2026-03-29 00:00:00"
+#: At most this many ticks per catch-up transaction (pgsched.scheduler.CATCH_UP_BATCH).
+CATCH_UP_BATCH = 500
 
 
 def utc(*args: int) -> datetime:
@@ -287,6 +289,74 @@ def test_changed_expression_in_a_new_deploy_neither_duplicates_nor_backfills(
     assert run_ticks(sql) == [utc(2026, 3, 29, 0, m) for m in (0, 5, 10, 20)]
     assert received == [utc(2026, 3, 29, 0, 20)]
     assert sql("SELECT expression FROM schedules") == [("*/10 * * * *",)]
+
+
+def test_changed_expression_keeps_a_tick_due_under_both_that_was_in_its_jitter_window(
+    make_app: Callable[..., pgsched.App], sql: Callable[..., list[tuple]]
+) -> None:
+    """A deploy lands at 11:00:03 while the old workers wait out the 11:00 tick's jitter:
+    11:00 is due under the old hourly and the new half-hourly expression, so it runs once.
+    The new expression's own ticks from before the deploy (10:30) are not backfilled."""
+    old, _ = cron_app(make_app, "0 * * * *")
+    new, received = cron_app(make_app, "*/30 * * * *")
+    old_worker = Scheduler(old)
+    with freeze_time("2026-03-29 10:00:00", tz_offset=0) as frozen:
+        assert old_worker.run_pass()["job"].fired == ["cron:job:2026-03-29T10:00:00Z"]
+        frozen.move_to("2026-03-29 11:00:03")
+        deploy = Scheduler(new)
+        deploy.register(utcnow())
+        frozen.move_to("2026-03-29 11:00:05")  # the old worker's jitter is over
+        assert old_worker.run_pass()["job"].fired == ["cron:job:2026-03-29T11:00:00Z"]
+        assert deploy.run_pass()["job"].fired == []
+        frozen.move_to("2026-03-29 11:30:01")
+        assert deploy.run_pass()["job"].fired == ["cron:job:2026-03-29T11:30:00Z"]
+        run_until_idle(new)
+    assert run_ticks(sql) == [utc(2026, 3, 29, 10), utc(2026, 3, 29, 11),
+                              utc(2026, 3, 29, 11, 30)]
+    row = schedule_row(sql)
+    assert (row["fired"], row["missed"], row["skipped"]) == (3, 0, 0)
+    # no tick in UTC is the second pass through a repeated hour
+    assert len(received) == 3 and {t.fold for t in received} == {0}
+
+
+def test_changed_expression_in_the_jitter_window_fires_the_shared_tick_on_the_new_worker(
+    make_app: Callable[..., pgsched.App], sql: Callable[..., list[tuple]]
+) -> None:
+    """The same deploy when only new workers are left: the new release's first pass fires
+    the pending 11:00 tick (late, within its jitter) instead of starting after it."""
+    old, _ = cron_app(make_app, "0 * * * *")
+    new, _ = cron_app(make_app, "*/20 * * * *")
+    with freeze_time("2026-03-29 10:00:00", tz_offset=0) as frozen:
+        run_scheduler(old)
+        frozen.move_to("2026-03-29 11:00:03")
+        assert run_scheduler(new) == ["cron:job:2026-03-29T11:00:00Z"]
+    assert schedule_row(sql)["missed"] == 0
+
+
+def test_catch_up_all_inserts_every_tick_of_a_day_in_short_batches_and_counts_the_rest(
+    make_app: Callable[..., pgsched.App], sql: Callable[..., list[tuple]]
+) -> None:
+    """An every-10-s schedule down for two days: the one-day window holds 8,640 ticks and
+    each is inserted; the 8,640 before the window are counted missed. Each transaction (a
+    row's xmin) inserts at most CATCH_UP_BATCH ticks, so the schedule's row is never locked
+    for long."""
+    app, _ = cron_app(make_app, "*/10 * * * * *", catch_up="all")
+    with freeze_time(START, tz_offset=0) as frozen:
+        run_scheduler(app)
+        frozen.move_to("2026-03-31 00:00:05")
+        fired = run_scheduler(app)
+    assert len(fired) == 8640 and len(set(fired)) == 8640
+    assert sql("SELECT count(*), min(scheduled_at), max(scheduled_at) FROM workflows "
+               "WHERE scheduled_at > %s", (utc(2026, 3, 29),)) == [
+        (8640, utc(2026, 3, 30, 0, 0, 10), utc(2026, 3, 31))]
+    per_transaction = [n for (n,) in sql(
+        "SELECT count(*) FROM workflows WHERE scheduled_at > %s GROUP BY xmin::text",
+        (utc(2026, 3, 29),))]
+    assert max(per_transaction) <= CATCH_UP_BATCH
+    assert len(per_transaction) == -(-8640 // CATCH_UP_BATCH)
+    row = schedule_row(sql)
+    assert (row["fired"], row["missed"], row["skipped"]) == (8641, 8640, 0)
+    assert row["last_tick"] == utc(2026, 3, 31)
 
 
 def test_removed_schedule_stops_firing_and_the_status_query_says_why(

@@ -16,10 +16,16 @@ from pgsched.cli.common import cli, database_of, echo_json, json_option
               help="Enqueue-to-start samples taken with an idle worker.")
 @click.option("--idle-seconds", type=click.FloatRange(min=1), default=10.0, show_default=True,
               help="How long to count the statements of an idle worker.")
+@click.option("--soak", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Instead: push N jobs through enqueue and drain with pruning on, and "
+                   "report drain rate and claim p99 per slice, and table sizes at the end.")
+@click.option("--slice", "slice_size", type=click.IntRange(min=1), default=100_000,
+              show_default=True, help="Jobs per reported slice of a soak.")
 @json_option
 @click.pass_context
 def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_samples: int,
-                  idle_seconds: float, as_json: bool) -> None:
+                  idle_seconds: float, soak: int | None, slice_size: int,
+                  as_json: bool) -> None:
     """Measure enqueue, drain, latency and idle load in a throwaway schema (dropped after).
 
     Commits stay as durable as the server is configured (fsync and synchronous_commit are
@@ -30,6 +36,9 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
     from pgsched.bench import REFERENCE_CEILING, Bench, BenchConfig
 
     url = database_of(ctx).url
+    if soak is not None:
+        _soak(url, soak, slice_size, concurrency, as_json)
+        return
     result = Bench(url, BenchConfig(jobs, concurrency, latency_samples, idle_seconds)).run()
     if as_json:
         echo_json(result)
@@ -59,3 +68,41 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label:<{width}}  {value}")
+
+
+def _soak(url: str, jobs: int, slice_size: int, concurrency: int, as_json: bool) -> None:
+    from pgsched.bench import BenchConfig
+    from pgsched.soak import Soak
+
+    result = Soak(url, BenchConfig(concurrency=concurrency), jobs, slice_size).run()
+    if as_json:
+        echo_json(result)
+        return
+    server = result["server"]
+    click.echo(f"PostgreSQL {server['server_version']}, fsync={server['fsync']}, "
+               f"synchronous_commit={server['synchronous_commit']}; {jobs:,} jobs, "
+               f"concurrency {concurrency}, pruning runs finished over "
+               f"{result['retention_s']:g} s ago ({result['pruned']:,} pruned)")
+    vacuum = result["autovacuum"]
+    click.echo(f"autovacuum={vacuum['autovacuum']}, naptime={vacuum['naptime']}, "
+               f"vacuum_scale_factor={vacuum['vacuum_scale_factor']} (server settings; "
+               f"table settings in migration 0005 apply on top)")
+    click.echo(f"{'jobs':>21}  {'drain/s':>9}  {'enqueue/s':>9}  {'claim p99':>10}  "
+               f"{'claim mean':>10}  {'dead tuples':>11}  {'table MB':>8}  {'index MB':>8}")
+    for part in result["slices"]:
+        p99 = part["claim_p99_ms"]
+        mean = part["claim_mean_ms"]
+        click.echo(f"{part['from']:>10,}-{part['to']:<10,}  {part['drain_per_s']:>9,.0f}  "
+                   f"{part['enqueue_per_s']:>9,.0f}  "
+                   f"{'-' if p99 is None else f'{p99:.2f} ms':>10}  "
+                   f"{'-' if mean is None else f'{mean:.2f} ms':>10}  "
+                   f"{part['dead_tuples']:>11,}  {part['table_bytes'] / 2**20:>8.1f}  "
+                   f"{part['index_bytes'] / 2**20:>8.1f}")
+    if result["last_vs_first"] is not None:
+        click.echo(f"last slice drains at {result['last_vs_first']:.0%} of the first's rate")
+    click.echo(f"{'table':<12} {'live':>10} {'dead':>10} {'autovacuums':>11} "
+               f"{'table size':>11} {'index size':>11}")
+    for name, row in result["tables"].items():
+        click.echo(f"{name:<12} {row['live_tuples']:>10,} {row['dead_tuples']:>10,} "
+                   f"{row['autovacuums']:>11,} {row['table_bytes'] / 2**20:>8.1f} MB "
+                   f"{row['index_bytes'] / 2**20:>8.1f} MB")

@@ -3,11 +3,12 @@
 -- budget work (about a fifth of that statement's cost, which a drain pays once a round).
 -- %(suspect)s picks ordinary runs (false) or runs recovered from a crashed worker (true),
 -- which are claimed one at a time by a worker running nothing else (lifecycle.py).
+-- Order: priority, then due time, then FIFO, as claim.sql (the key order of workflows_dequeue).
 WITH ready AS MATERIALIZED (
     SELECT id FROM {schema}.workflows
-    WHERE queue = %(queue)s AND status = 'ENQUEUED' AND not_before <= %(now)s
-      AND name = ANY(%(names)s::text[]) AND suspect = %(suspect)s
-    ORDER BY priority DESC, seq
+    WHERE queue = %(queue)s AND suspect = %(suspect)s AND status = 'ENQUEUED'
+      AND not_before <= %(now)s AND name = ANY(%(names)s::text[])
+    ORDER BY priority DESC, not_before, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )

@@ -1,7 +1,9 @@
 -- Register or update a schedule as this deploy defines it. The counters are never touched
 -- here. The high-water mark (last_tick) only moves forward: when a deploy changes the
--- expression or zone, it jumps to now, so the new expression starts from the deploy instead
--- of "catching up" ticks it never had, and no tick at or below the mark can run again.
+-- expression or zone, it moves to the `changed_mark` parameter (scheduler.py: just before
+-- the first pending tick both expressions share, else the deploy), so the new expression
+-- neither "catches up" ticks it never had nor drops a tick due under both, and no tick at or
+-- below the mark can run again.
 INSERT INTO {schema}.schedules
     (name, expression, timezone, queue, catch_up, overlap, next_tick, last_seen_at,
      created_at, updated_at)
@@ -13,8 +15,7 @@ SET expression = EXCLUDED.expression, timezone = EXCLUDED.timezone, queue = EXCL
     last_seen_at = EXCLUDED.last_seen_at,
     last_tick = CASE WHEN (schedules.expression, schedules.timezone)
                           IS DISTINCT FROM (EXCLUDED.expression, EXCLUDED.timezone)
-                     THEN greatest(schedules.last_tick,
-                                   EXCLUDED.created_at - interval '1 microsecond')
+                     THEN greatest(schedules.last_tick, %(changed_mark)s::timestamptz)
                      ELSE schedules.last_tick END,
     next_tick = CASE WHEN (schedules.expression, schedules.timezone)
                           IS DISTINCT FROM (EXCLUDED.expression, EXCLUDED.timezone)
