@@ -109,6 +109,10 @@ def test_worker_hot_paths_are_index_probes_on_a_large_table(
             "claim": (app.db.sql("claim"), limited),
             "claim suspects": (app.db.sql("claim"), {**limited, "suspect": True}),
             "peek": (app.db.sql("peek"), peek),
+            # Every takeover pass, on every worker: it must find the few runs that have an
+            # executor without reading the finished ones.
+            "takeover": (app.db.sql("takeover"), {"worker": "w1", "timeout_s": 30, "now": NOW,
+                                                   "channel": "pgsched_test"}),
         }
         found = {label: _buffers(conn, query, params) for label, (query, params) in probes.items()}
         claimed = conn.execute(app.db.sql("claim_unlimited"), claim).fetchall()

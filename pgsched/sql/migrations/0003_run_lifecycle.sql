@@ -29,3 +29,9 @@ ALTER TABLE {schema}.workers ADD COLUMN queue_limits jsonb NOT NULL DEFAULT json
 
 -- Which pgsched each worker runs, for `pgsched workers` during a rolling upgrade.
 ALTER TABLE {schema}.workers ADD COLUMN version text;
+
+-- Takeover looks for every run a lapsed worker still holds: RUNNING ones, and finished ones
+-- whose thread may still run (executor kept until it returns). Rows with an executor are few
+-- at any time, so this index stays small while the table grows.
+DROP INDEX {schema}.workflows_running;
+CREATE INDEX workflows_executor ON {schema}.workflows (executor) WHERE executor IS NOT NULL;
