@@ -129,6 +129,11 @@ class Heartbeat:
             self._conn.close()
 
 
+#: Passes between two repairs of stranded slots: a repair only finds what a crash between
+#: two releases left, so once a minute or so is plenty for an idle fleet's statement budget.
+REPAIR_EVERY = 8
+
+
 class Takeover:
     """Takes over the runs of workers whose lease lapsed. Any live worker may do it; none
     takes its own runs (its heartbeat tells it when it lost them)."""
@@ -141,6 +146,7 @@ class Takeover:
         self.timeout = timeout
         self.metrics = metrics
         self.max_backoff = max(1.0, timeout / 4)
+        self.passes = 0
 
     def run_once(self) -> float:
         db = self.app.db
@@ -153,13 +159,15 @@ class Takeover:
                 "took over {} run(s) from workers that stopped heartbeating: {}",
                 len(rows), ", ".join(f"{r['id']}→{r['status']}" for r in rows[:10]),
             )
-        with db.connection() as conn:
+        with db.connection(autocommit=True) as conn:
             changed = reconcile_queues(conn, db, utcnow())
         if changed:
             logger.bind(component=self.name).info(
                 "queue limits follow the live workers' declarations now: {}",
                 ", ".join(f"{r['name']} concurrency={r['concurrency']}" for r in changed))
-        self._release_stranded_slots()
+        self.passes += 1
+        if self.passes % REPAIR_EVERY == 0:
+            self._release_stranded_slots()
         return jittered(self.max_backoff)
 
     def _release_stranded_slots(self) -> None:
