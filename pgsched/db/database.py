@@ -38,9 +38,9 @@ def check_connect(url: str, timeout: float = 5.0) -> None:
 
 def open_connection(url: str, timeout: float = 5.0, **kwargs: Any) -> psycopg.Connection:
     """One connection attempt; a failure becomes a typed error with a readable message."""
+    kwargs = {**CONNECT_OPTIONS, **kwargs}
     try:
-        return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **CONNECT_OPTIONS,
-                               **kwargs)
+        return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **kwargs)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(
             f"the database URL {mask_url(url)!r} is not valid: "
@@ -70,6 +70,8 @@ class Database:
         data_dir: str | None = None,
         pool_size: int = 10,
         pool_max_idle: float = 60.0,
+        pooler: str = "none",
+        application_name: str = "pgsched",
     ) -> None:
         self._url = url
         self._data_dir = data_dir
@@ -78,6 +80,10 @@ class Database:
         #: A worker raises this to fit its concurrency before the pool opens.
         self.pool_size = pool_size
         self.pool_max_idle = pool_max_idle
+        #: "transaction" behind PgBouncer in transaction mode (PGSCHED_POOLER).
+        self.pooler = pooler
+        #: Shown in pg_stat_activity; a worker sets its id here before the pool opens.
+        self.application_name = application_name
         self._pool: ConnectionPool | None = None
         # Two locks: opening the pool reads ``url``, which may start the embedded server;
         # one non-reentrant lock for both deadlocked every process but the worker.
@@ -97,6 +103,19 @@ class Database:
         """The NOTIFY channel for this schema: an enqueue wakes idle workers of this schema."""
         return f"pgsched_{self.schema}"
 
+    @property
+    def prepare_threshold(self) -> int | None:
+        """psycopg's default (prepare a statement on its 5th run), or never behind a
+        transaction pooler: PgBouncer before 1.21 hands each transaction any server
+        connection, where a statement prepared on another one does not exist (or one of
+        the same name already does)."""
+        return None if self.pooler == "transaction" else 5
+
+    def session_options(self) -> dict[str, Any]:
+        """Keyword arguments for every connection this process opens to the database."""
+        return {**CONNECT_OPTIONS, "application_name": self.application_name,
+                "prepare_threshold": self.prepare_threshold}
+
     def sql(self, name: str) -> str:
         return query(name, self.schema)
 
@@ -111,7 +130,8 @@ class Database:
                     min_size=1,
                     max_size=self.pool_size,
                     max_idle=self.pool_max_idle,
-                    kwargs={"row_factory": dict_row, "connect_timeout": 5, **CONNECT_OPTIONS},
+                    kwargs={"row_factory": dict_row, "connect_timeout": 5,
+                            **self.session_options()},
                     open=True,
                     name="pgsched",
                 )
@@ -139,12 +159,18 @@ class Database:
                 conn.autocommit = False
 
     def connect(
-        self, *, autocommit: bool = False, url: str | None = None, connect_timeout: float = 5.0
+        self, *, autocommit: bool = False, url: str | None = None, connect_timeout: float = 5.0,
+        prepare_at_once: bool = False,
     ) -> psycopg.Connection:
         """A dedicated connection outside the pool (LISTEN, the claim loop, the heartbeat,
-        migrations)."""
+        migrations). ``prepare_at_once``: prepare each statement on its first run (a
+        connection that runs the same few statements for its life), unless behind a
+        transaction pooler, where nothing is prepared."""
+        options = self.session_options()
+        if prepare_at_once and options["prepare_threshold"] is not None:
+            options["prepare_threshold"] = 0
         return open_connection(url or self.url, connect_timeout, autocommit=autocommit,
-                               row_factory=dict_row)
+                               row_factory=dict_row, **options)
 
     def close(self) -> None:
         with self._pool_lock:
