@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -29,6 +30,13 @@ CONNECT_OPTIONS: dict[str, int] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 20_000,
 }
+
+
+#: The claim loop's connection waits at most this long for any lock, then its round fails
+#: (``LockNotAvailable``, transient: the loop reconnects and claims again). Its claims skip
+#: locked rows, so only a stuck lock holder (an operator's open transaction on pgsched's
+#: tables) could make it wait, and a worker that waits claims nothing.
+CLAIM_LOCK_TIMEOUT_MS = 5_000
 
 
 def check_connect(url: str, timeout: float = 5.0) -> None:
@@ -53,6 +61,16 @@ def open_connection(url: str, timeout: float = 5.0, **kwargs: Any) -> psycopg.Co
             f"cannot connect to {mask_url(url)}: {reason}. "
             "Check PGSCHED_DATABASE_URL and that the server is running"
         ) from None
+
+
+def _with_option(url: str, option: str) -> str:
+    """The URL's own ``options`` (a user's ``-c search_path=...``) followed by ``option``:
+    a keyword argument to ``connect`` replaces the URL's value instead of adding to it."""
+    try:
+        existing = conninfo_to_dict(url).get("options")
+    except psycopg.ProgrammingError:
+        existing = None  # the connection attempt reports the malformed URL
+    return f"{existing} {option}" if existing else option
 
 
 class Database:
@@ -160,15 +178,18 @@ class Database:
 
     def connect(
         self, *, autocommit: bool = False, url: str | None = None, connect_timeout: float = 5.0,
-        prepare_at_once: bool = False,
+        claiming: bool = False,
     ) -> psycopg.Connection:
         """A dedicated connection outside the pool (LISTEN, the claim loop, the heartbeat,
-        migrations). ``prepare_at_once``: prepare each statement on its first run (a
-        connection that runs the same few statements for its life), unless behind a
-        transaction pooler, where nothing is prepared."""
+        migrations). ``claiming``, for the claim loop: each statement prepared on its first
+        run (the connection runs the same few statements for its life) and a
+        ``lock_timeout``; neither behind a transaction pooler, which refuses the ``options``
+        startup parameter and lends prepared statements to other clients."""
         options = self.session_options()
-        if prepare_at_once and options["prepare_threshold"] is not None:
+        if claiming and self.pooler != "transaction":
             options["prepare_threshold"] = 0
+            options["options"] = _with_option(url or self.url,
+                                              f"-c lock_timeout={CLAIM_LOCK_TIMEOUT_MS}")
         return open_connection(url or self.url, connect_timeout, autocommit=autocommit,
                                row_factory=dict_row, **options)
 
