@@ -1,9 +1,11 @@
 """A PgBouncer in transaction mode in front of a test's PostgreSQL, as users deploy it.
 
 Debian's ``pgbouncer`` package; a test skips when it is not installed. PgBouncer refuses to
-run as root, so it runs as the ``postgres`` system user from a fresh directory owned by it.
+run as root, so it runs as the ``postgres`` system user (or the owner of the server's socket
+directory) from a fresh directory owned by it.
 Authentication is ``trust`` (the upstream server trusts local connections too); the users a
-test connects as are listed in the auth file, as PgBouncer requires even for ``trust``.
+test connects as are listed in the auth file, as PgBouncer requires even for ``trust``, with
+the upstream URL's password, which PgBouncer uses to log in to the server.
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ class PgBouncer:
         self.user = parts.get("user") or "postgres"
         self.ini = root / "pgbouncer.ini"
         self.log = root / "pgbouncer.log"
+        # PgBouncer logs in upstream with the auth file's password (the embedded server's
+        # URL carries one; the others trust local connections).
+        password = parts.get("password") or ""
         (root / "userlist.txt").write_text(
-            "".join(f'"{name}" ""\n' for name in {self.user, *users}))
+            "".join(f'"{name}" "{password}"\n' for name in {self.user, *users}))
         self.ini.write_text(
             "[databases]\n"
             f"* = host={parts.get('host') or '127.0.0.1'} port={parts.get('port') or 5432}\n"
@@ -60,6 +65,11 @@ class PgBouncer:
             "admin_users = postgres\n"
         )
         self.proc: subprocess.Popen | None = None
+        host = parts.get("host") or ""
+        #: A unix socket (the embedded server's) sits in the server's own 0700 directory:
+        #: only its owner may connect to it.
+        self.run_as = (pwd.getpwuid(os.stat(host).st_uid).pw_name if host.startswith("/")
+                       else "postgres")
 
     def url_for(self, user: str | None = None) -> str:
         return f"postgresql://{user or self.user}@127.0.0.1:{self.port}/{self.dbname}"
@@ -71,7 +81,7 @@ class PgBouncer:
     def start(self) -> None:
         command = [BINARY, str(self.ini)]
         if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
+            command = ["runuser", "-u", self.run_as, "--", *command]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -101,12 +111,10 @@ class PgBouncer:
 def pgbouncer(upstream: str, users: tuple[str, ...] = ()) -> Iterator[PgBouncer]:
     """A running PgBouncer (transaction mode) in front of ``upstream``; stopped on exit."""
     root = Path(tempfile.mkdtemp(prefix="pgsched-pgbouncer-"))
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
-        os.chown(root, entry.pw_uid, entry.pw_gid)
     bouncer = PgBouncer(root, upstream, users)
-    for path in root.iterdir():
-        if os.geteuid() == 0:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(bouncer.run_as)
+        for path in (root, *root.iterdir()):
             os.chown(path, entry.pw_uid, entry.pw_gid)
     try:
         bouncer.start()
