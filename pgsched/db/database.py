@@ -131,7 +131,8 @@ class Database:
 
     def session_options(self) -> dict[str, Any]:
         """Keyword arguments for every connection this process opens to the database."""
-        return {**CONNECT_OPTIONS, "application_name": self.application_name,
+        # fallback_: an application_name in the URL (or PGAPPNAME) wins.
+        return {**CONNECT_OPTIONS, "fallback_application_name": self.application_name,
                 "prepare_threshold": self.prepare_threshold}
 
     def sql(self, name: str) -> str:
