@@ -54,6 +54,7 @@ class App:
             data_dir=self.settings.data_dir,
             pool_size=self.settings.pool_size,
             pool_max_idle=self.settings.pool_max_idle,
+            pooler=self.settings.pooler,
         )
         self.registry = Registry()
         self.queues: dict[str, Queue] = {DEFAULT_QUEUE: Queue(self, DEFAULT_QUEUE)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,11 @@ class Settings(BaseSettings):
         description="Direct (non-PgBouncer) URL for the worker's LISTEN connection.",
     )
     listen: bool = Field(default=True, description="False: poll-only mode (no LISTEN/NOTIFY).")
+    pooler: Literal["none", "transaction"] = Field(
+        default="none",
+        description="'transaction' behind PgBouncer in transaction mode: no server-side "
+        "prepared statements, and no LISTEN unless PGSCHED_LISTEN_DATABASE_URL is set.",
+    )
     schema_name: str = Field(default="pgsched", alias="PGSCHED_SCHEMA")
     data_dir: str | None = Field(default=None, description="Embedded server data directory.")
     concurrency: int = Field(default=8, ge=1, le=1024)

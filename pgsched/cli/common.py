@@ -44,7 +44,8 @@ def database_of(ctx: click.Context) -> Database:
     """A database handle built from settings alone: operating needs no user code."""
     settings = settings_of(ctx)
     return Database(
-        settings.database_url, settings.schema_name, data_dir=settings.data_dir, pool_size=2
+        settings.database_url, settings.schema_name, data_dir=settings.data_dir, pool_size=2,
+        pooler=settings.pooler, application_name="pgsched-cli",
     )
 
 

@@ -266,13 +266,12 @@ class Dispatcher:
 
     def _connect(self) -> psycopg.Connection:
         """A dedicated autocommit connection: a poll is one statement, a round one pipeline.
-        ``prepare_threshold=0`` prepares each statement on first use: this connection runs
-        the same few statements for the life of the worker."""
+        Each statement is prepared on first use, and no lock is waited for long (see
+        ``Database.connect``)."""
         failures = 0
         while True:
             try:
-                conn = self.db.connect(autocommit=True)
-                conn.prepare_threshold = 0
+                conn = self.db.connect(autocommit=True, claiming=True)
                 return conn
             except Exception as exc:
                 failures += 1

@@ -78,6 +78,8 @@ class Worker:
         #: the health endpoints.
         self.startup_problem: str | None = None
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # pg_stat_activity names the worker behind each of its connections.
+        app.db.application_name = self.id
         self.stopping = threading.Event()
         self.halt = threading.Event()
         self.metrics = WorkerMetrics()
@@ -160,7 +162,13 @@ class Worker:
         for thread in threads:
             thread.start()
         self.loops = threads  # all at once: the health server never sees half of them
-        if settings.listen:
+        if settings.listen and settings.pooler == "transaction" \
+                and not settings.listen_database_url:
+            # LISTEN through a transaction pooler registers on whichever server connection
+            # the pooler lent for that one statement: notifications would go nowhere.
+            self.log.info("PGSCHED_POOLER=transaction without PGSCHED_LISTEN_DATABASE_URL: "
+                          "polling every {} s instead of LISTEN", settings.poll_interval)
+        elif settings.listen:
             self.listener = Listener(self.app.db, self.app.db.channel, self.dispatcher.notify,
                                      self.halt, url=settings.listen_database_url)
             self.listener.start()

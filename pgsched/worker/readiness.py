@@ -124,6 +124,7 @@ class Readiness:
         self._conn = psycopg.connect(
             self.db.url, connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row,
             autocommit=True, application_name="pgsched-health", **_TCP,
+            prepare_threshold=self.db.prepare_threshold,
         )
         return self._conn
 

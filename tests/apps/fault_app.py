@@ -130,3 +130,25 @@ def poison() -> None:
     a core file behind)."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.abort()
+
+
+@app.step()
+def wait_for_gate(job: int, gate: str) -> int:
+    """Waits through a database outage too: the step itself never fails."""
+    while True:
+        try:
+            if gate_open(gate):
+                return job
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.05)
+
+
+@app.workflow()
+def gated_effect(job: int) -> int:
+    """A plain step held by gate ``before``, a transaction step, a plain step held by gate
+    ``after``: a test decides what the database has seen at each point."""
+    wait_for_gate(job, "before")
+    apply_effect(job)
+    wait_for_gate(job, "after")
+    return job
