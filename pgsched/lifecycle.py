@@ -29,9 +29,11 @@ Statuses and who moves a run from where to where::
 - **checkpoint / fence** (``checkpoint.sql``, ``fence.sql``): no status change; written only
   while the token matches, so a late writer raises ``ClaimLost`` instead of writing.
 - **finish** (``finish.sql``): RUNNING -> SUCCESS | ERROR | DEAD | CANCELLED, or ENQUEUED for
-  a retry with a ``not_before``. Token-checked. Releases the slot, except after a timeout:
-  the thread still runs, so the slot is kept until it returns (``returned``). A failure or
-  cancel cancels unfinished descendants; a retry puts them in WAITING for the next attempt.
+  a retry with a ``not_before`` (or when checkpoints the attempt wrote are missing: lost in a
+  failover, they are redone, never skipped). Token-checked. Releases the slot, except after
+  a timeout: the thread still runs, so the slot is kept until it returns (``returned``). A
+  failure or cancel cancels unfinished descendants; a retry puts them in WAITING for the
+  next attempt.
 - **handback** (``handback.sql``): RUNNING -> ENQUEUED for runs this worker will not finish
   (stopping, or claimed by a round whose reply was lost); the attempt is refunded.
 - **takeover** (``takeover.sql``): RUNNING runs of a worker whose lease lapsed -> ENQUEUED as
@@ -80,6 +82,10 @@ class Outcome:
     error: str | None = None
     not_before: datetime | None = None
     release: bool = True
+    #: How many checkpoints the attempt saw stored or wrote. Fewer in the database when the
+    #: outcome is written means some were lost (a failover to an asynchronous replica): the
+    #: run goes back to its queue to redo them instead of being marked done without them.
+    checkpoints: int = 0
 
 
 # -- claim ---------------------------------------------------------------------------------
@@ -176,8 +182,10 @@ def send_finish(
             "errors": [o.error for o in writes],
             "not_befores": [o.not_before for o in writes],
             "releases": [o.release for o in writes],
+            "checkpoints": [o.checkpoints for o in writes],
             "returned": returned,
             "worker": worker_id,
+            "channel": db.channel,
             "now": now,
         },
     )

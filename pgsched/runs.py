@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,8 @@ def run_body(
     finally:
         current_run.reset(reset)
     if record:
-        finish_now(ctx, Outcome(ctx.workflow_id, ctx.token, "SUCCESS", output=output))
+        finish_now(ctx, Outcome(ctx.workflow_id, ctx.token, "SUCCESS", output=output,
+                                checkpoints=len(ctx.checkpoints)))
     return result
 
 
@@ -120,6 +122,12 @@ def execute(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outco
     task's ``CancelledError``) is a failed attempt like any exception: the thread, the slot
     and the retry budget all behave as for a ``ValueError``.
     """
+    outcome = _attempt(ctx, spec, claim)
+    # What the finish checks against the database: checkpoints lost since are redone.
+    return None if outcome is None else replace(outcome, checkpoints=len(ctx.checkpoints))
+
+
+def _attempt(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outcome | None:
     token = ctx.token
     try:
         args, kwargs = decode_inputs(claim["inputs"])

@@ -158,10 +158,6 @@ def test_a_5000_job_drain_follows_a_promoted_replica(throwaway, workers, load_ap
     failover_drain(throwaway, workers, load_app_module, monkeypatch, jobs=5000, timeout=300)
 
 
-@pytest.mark.xfail(strict=True, reason="an asynchronous replica can lose a transaction "
-                   "step's commit while the run's later commits survive: the run ends SUCCESS "
-                   "without the step's writes (the README's High availability says so); the "
-                   "fix is in the step/run path, not done here")
 def test_a_checkpoint_lost_with_an_asynchronous_replica_reruns_its_step(
         throwaway, workers, load_app_module, monkeypatch) -> None:
     from tests.tcpproxy import tcp_proxy

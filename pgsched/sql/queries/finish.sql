@@ -11,18 +11,33 @@
 -- was cancelled (ERROR, DEAD, CANCELLED) cancels its unfinished descendants, so a timed-out
 -- parent's child stops at its next step boundary; a run going back to its queue for a retry
 -- puts its unfinished or failed descendants in WAITING, so its next attempt re-runs them.
-WITH RECURSIVE outcome AS (
+--
+-- An outcome whose attempt wrote checkpoints that the database no longer has (commits lost in
+-- a failover to an asynchronous replica) is not recorded as given: the run goes back to its
+-- queue, attempt refunded, to redo the lost steps from the checkpoints that survived.
+WITH RECURSIVE given AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::uuid[], %(statuses)s::text[],
                          %(outputs)s::jsonb[], %(errors)s::jsonb[],
-                         %(not_befores)s::timestamptz[], %(releases)s::boolean[])
-        AS o(id, token, status, output, error, not_before, release)
+                         %(not_befores)s::timestamptz[], %(releases)s::boolean[],
+                         %(checkpoints)s::int[])
+        AS o(id, token, status, output, error, not_before, release, checkpoints)
+), outcome AS (
+    SELECT g.*, g.checkpoints > 0 AND (SELECT count(*) FROM {schema}.steps s
+                                      WHERE s.workflow_id = g.id) < g.checkpoints AS lost
+    FROM given g
 ), updated AS (
     UPDATE {schema}.workflows w
-    SET status = o.status,
-        output = o.output,
-        error = o.error,
-        not_before = coalesce(o.not_before, w.not_before),
-        finished_at = CASE WHEN o.status = 'ENQUEUED' THEN NULL ELSE %(now)s END,
+    SET status = CASE WHEN o.lost THEN 'ENQUEUED' ELSE o.status END,
+        output = CASE WHEN o.lost THEN NULL ELSE o.output END,
+        error = CASE WHEN o.lost THEN jsonb_build_object(
+                    'type', 'CheckpointLost',
+                    'message', format('%%s checkpoint(s) written by attempt %%s are missing '
+                                      '(lost in a database failover?); redoing them',
+                                      o.checkpoints, w.attempts))
+                ELSE o.error END,
+        attempts = CASE WHEN o.lost THEN greatest(w.attempts - 1, 0) ELSE w.attempts END,
+        not_before = CASE WHEN o.lost THEN %(now)s ELSE coalesce(o.not_before, w.not_before) END,
+        finished_at = CASE WHEN o.lost OR o.status = 'ENQUEUED' THEN NULL ELSE %(now)s END,
         executor = CASE WHEN o.release THEN NULL ELSE w.executor END,
         attempt_token = NULL,
         suspect = CASE WHEN o.status = 'ENQUEUED' THEN w.suspect ELSE false END,
@@ -30,7 +45,7 @@ WITH RECURSIVE outcome AS (
         updated_at = %(now)s
     FROM outcome o
     WHERE w.id = o.id AND w.attempt_token = o.token AND w.status = 'RUNNING'
-    RETURNING w.id, w.status, o.release
+    RETURNING w.id, w.status, w.queue, o.release OR o.lost AS release, o.lost
 ), tree AS (
     SELECT u.id, u.status AS root_status, 0 AS depth FROM updated u
     WHERE u.status IN ('ENQUEUED', 'ERROR', 'DEAD', 'CANCELLED')
@@ -57,5 +72,7 @@ WITH RECURSIVE outcome AS (
 ), freed AS (
     UPDATE {schema}.queue_slots SET holder = NULL
     WHERE holder IN (SELECT id FROM updated WHERE release UNION ALL SELECT id FROM released)
+), wake AS (
+    SELECT pg_notify(%(channel)s, queue) FROM updated WHERE lost
 )
-SELECT id FROM updated
+SELECT id, (SELECT count(*) FROM wake) AS woken FROM updated
