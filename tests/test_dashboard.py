@@ -1,0 +1,159 @@
+"""The dashboard in a real browser: Debian's chromium, driven by Playwright, against a
+``pgsched dashboard`` subprocess on real PostgreSQL, with runs executed by a real worker.
+
+Screenshots of every page are saved under the test's tmp_path (docs/dashboard-*.png are
+copies of two of them). CI installs chromium (.ci/run); without it the test fails, saying
+how to install it, rather than skipping.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.waiting import wait_for
+
+SQL = Callable[..., list[tuple]]
+TOKEN = "test-dashboard-token-5f0c"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("the dashboard's browser test needs Debian's chromium: "
+                    "apt-get install -y chromium (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture
+def demo(load_app_module, sql: SQL) -> ModuleType:
+    """tests/apps/dashboard_app.py with its schema migrated and its log table created."""
+    module = load_app_module("dashboard_app.py")
+    module.app.migrate()
+    sql("CREATE TABLE dash_log (key text, what text)")
+    return module
+
+
+@pytest.fixture
+def dashboard(demo: ModuleType, env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``pgsched dashboard --allow-actions`` in its own process; yields its base URL."""
+    port = _free_port()
+    log = open(tmp_path / "dashboard.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgsched", "dashboard", "--port", str(port), "--allow-actions"],
+        env={**env, "PGSCHED_DASHBOARD_TOKEN": TOKEN}, cwd=ROOT, stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def serving() -> bool:
+            assert proc.poll() is None, (tmp_path / "dashboard.log").read_text()
+            return _up(base + "/runs")
+
+        wait_for(serving, 30, what="the dashboard to serve",
+                 logs=lambda: (tmp_path / "dashboard.log").read_text())
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_dashboard_in_a_browser(chromium: str, demo: ModuleType, dashboard: str, workers,
+                                sql: SQL, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    workers.start("dashboard_app.py", "--concurrency", "2")
+    demo.reports.enqueue(demo.build_report, "sales", workflow_id="report-ok").result(timeout=30)
+    failed = demo.reports.enqueue(demo.build_report, "ledger", True, workflow_id="report-bad")
+    wait_for(lambda: failed.status() in ("ERROR", "DEAD"), 30, what="report-bad to fail",
+             logs=workers.logs)
+    demo.reports.enqueue(demo.keep_ticking, "t", workflow_id="ticking")
+    wait_for(lambda: sql("SELECT count(*) FROM steps WHERE workflow_id = 'ticking'")[0][0] >= 2,
+             30, what="the ticking run to take steps", logs=workers.logs)
+
+    shots = tmp_path / "screenshots"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        outside: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith(dashboard) else outside.append(r.url))
+
+        # The runs list shows the failed run; filtering by status keeps it.
+        page.goto(dashboard + "/runs")
+        row = page.locator("tr[data-run='report-bad']")
+        expect(row.locator(".status")).to_have_text(failed.status())
+        page.screenshot(path=str(shots / "runs.png"), full_page=True)
+        page.select_option("select[name=status]", failed.status())
+        page.click("text=Filter")
+        expect(page.locator("tr[data-run]")).to_have_count(1)
+
+        # Its detail page shows the traceback and the steps with durations.
+        row.locator("a").click()
+        expect(page.locator("#traceback")).to_contain_text("ValueError: report 'ledger' has "
+                                                           "no totals row")
+        expect(page.locator("#traceback")).to_contain_text("build_report")
+        steps = page.locator("#steps tbody tr")
+        expect(steps).to_have_count(2)
+        expect(steps.nth(0)).to_contain_text("fetch_rows")
+        expect(steps.nth(1)).to_contain_text("render")
+        expect(steps.nth(0).locator("td").nth(4)).to_contain_text("ms")
+        page.screenshot(path=str(shots / "run.png"), full_page=True)
+
+        # Cancel from the page stops the run in the worker process.
+        page.goto(dashboard + "/runs/ticking")
+        expect(page.locator("#run-status")).to_have_text("RUNNING")
+        page.fill("form.action input[name=token]", TOKEN)
+        page.click("form.action button:has-text('Cancel')")
+        expect(page.locator("#message")).to_contain_text("cancel: done for ticking")
+        expect(page.locator("#run-status")).to_have_text("CANCELLED")
+        wait_for(lambda: sql("SELECT what FROM dash_log WHERE key = 't'") == [("exit",)], 30,
+                 what="the worker to stop the cancelled code", logs=workers.logs)
+        assert sql("SELECT status, output FROM workflows WHERE id = 'ticking'") == [
+            ("CANCELLED", None)]
+        page.screenshot(path=str(shots / "run-cancelled.png"), full_page=True)
+
+        # The queue page's chart is drawn by the page's own script.
+        page.goto(dashboard + "/queues")
+        chart = page.locator("tr[data-queue='reports'] svg.chart")
+        expect(chart.locator("rect.finished").first).to_be_attached()
+        expect(chart.locator("rect.failed")).to_have_count(1)
+        assert int(chart.get_attribute("data-drawn")) >= 2
+        page.screenshot(path=str(shots / "queues.png"), full_page=True)
+
+        page.goto(dashboard + "/schedules")
+        expect(page.locator("tr[data-schedule='new_year_report']")).to_contain_text("active")
+        page.screenshot(path=str(shots / "schedules.png"), full_page=True)
+
+        page.goto(dashboard + "/workers")
+        expect(page.locator("tr[data-worker]")).to_have_count(1)
+        expect(page.locator("tr[data-worker] .status")).to_have_text("live")
+        page.screenshot(path=str(shots / "workers.png"), full_page=True)
+        browser.close()
+    assert not outside, f"the page requested other origins: {outside}"
+    assert sorted(p.name for p in shots.iterdir()) == [
+        "queues.png", "run-cancelled.png", "run.png", "runs.png", "schedules.png", "workers.png"]
