@@ -138,7 +138,7 @@ def test_dashboard_in_a_browser(chromium: str, demo: ModuleType, dashboard: str,
         page.goto(dashboard + "/runs")
         row = page.locator("tr[data-run='report-bad']")
         expect(row.locator(".status")).to_have_text(failed.status())
-        page.screenshot(path=str(shots / "runs.png"), full_page=True)
+        page.screenshot(path=str(shots / "runs.png"))
         page.select_option("select[name=status]", failed.status())
         page.click("text=Filter")
         expect(page.locator("tr[data-run='report-bad']")).to_have_count(1)
