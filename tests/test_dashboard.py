@@ -149,7 +149,12 @@ def test_dashboard_in_a_browser(chromium: str, demo: ModuleType, dashboard: str,
         page.click("#next-page")
         expect(page.locator("tr[data-run]")).to_have_count(50)
         expect(page.locator("tr[data-run='report-bad']")).to_have_count(0)
+
+        # With "live" ticked the list picks up a new run without a reload.
         page.goto(dashboard + "/runs")
+        page.check("#live")
+        demo.reports.enqueue(demo.build_report, "fresh", workflow_id="report-fresh")
+        expect(page.locator("tr[data-run='report-fresh']")).to_be_visible(timeout=15_000)
 
         # Its detail page shows the traceback and the steps with durations.
         row.locator("a").click()
@@ -232,7 +237,14 @@ def test_actions_need_the_token_and_the_csrf_token_and_no_page_shows_the_passwor
 ) -> None:
     demo.reports.enqueue(demo.build_report, "later", workflow_id="waiting",
                          delay=timedelta(hours=1))
+    sql("INSERT INTO workflows (id, name, status, queue, inputs, max_attempts, not_before, "
+        "created_at, updated_at, finished_at, error) VALUES ('<b>x', 'w', 'ERROR', 'q', '{}', "
+        "1, now(), now(), now(), now(), %s)",
+        ('{"type": "E", "message": "<script>alert(1)</script>", "traceback": "<i>"}',))
     client = _Client(dashboard)
+    shown = client.get("/runs/%3Cb%3Ex")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown and "<script>alert" not in shown
+    assert "&lt;b&gt;x" in shown and "<b>x" not in shown
     pages = [client.get(path) for path in
              ("/runs", "/runs/waiting", "/queues", "/schedules", "/workers")]
     assert all(PASSWORD not in html for html in pages)
