@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from pgsched.cli.common import cli
@@ -33,4 +35,8 @@ def dashboard_command(ctx: click.Context, host: str, port: int, allow_actions: b
     app = create_app(db, allow_actions=allow_actions)
     click.echo(f"pgsched dashboard on http://{host}:{port}/ "
                f"({'actions enabled' if allow_actions else 'read-only'})")
+    # uvicorn shuts down gracefully on SIGTERM or Ctrl-C, then raises the signal again to the
+    # handler it found; a no-op one lets the command end normally (exit 0), as a worker does.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_level="warning")
