@@ -301,3 +301,34 @@ def test_read_only_by_default(demo: ModuleType, env: dict[str, str], tmp_path: P
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_mounted_inside_another_asgi_app(demo: ModuleType, sql: SQL) -> None:
+    """``create_app(app.db)`` under a prefix of the user's app: links, assets and actions
+    stay under that prefix."""
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from pgsched.dashboard import create_app
+
+    demo.reports.enqueue(demo.build_report, "m", workflow_id="mounted-1", delay=3600)
+    web = Starlette(routes=[Mount("/ops/pgsched", app=create_app(demo.app.db))])
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(base + "/ops/pgsched/runs"), 30, what="the mounted dashboard")
+        html = _Client(base).get("/ops/pgsched/runs")
+        assert 'href="/ops/pgsched/runs/mounted-1"' in html
+        assert 'src="/ops/pgsched/static/dashboard.js"' in html
+        assert _up(base + "/ops/pgsched/static/dashboard.js")
+        assert 'action="' not in _Client(base).get("/ops/pgsched/runs/mounted-1")
+    finally:
+        server.should_exit = True
+        thread.join(10)

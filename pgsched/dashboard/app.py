@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from jinja2 import pass_context
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
@@ -107,6 +108,18 @@ def _seconds(value: float | None) -> str:
     return f"{value / 3600:.1f} h"
 
 
+def _path_for(request: Request, name: str, **params: Any) -> str:
+    """A route's path under wherever the dashboard is mounted, without scheme and host:
+    behind a proxy that terminates TLS, an absolute ``http://`` link would be wrong (and
+    blocked as mixed content)."""
+    return request.url_for(name, **params).path
+
+
+@pass_context
+def _template_url_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
+    return _path_for(context["request"], name, **params)
+
+
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
@@ -119,7 +132,7 @@ class _Dashboard:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters.update(when=_when, seconds=_seconds, pretty=_pretty)
-        env.globals.update(statuses=STATUSES, unfinished=UNFINISHED)
+        env.globals.update(statuses=STATUSES, unfinished=UNFINISHED, url_for=_template_url_for)
 
     def starlette(self) -> Starlette:
         routes = [
@@ -154,7 +167,7 @@ class _Dashboard:
         return response
 
     def home(self, request: Request) -> Response:
-        return RedirectResponse(request.url_for("runs"), status_code=302)
+        return RedirectResponse(_path_for(request, "runs"), status_code=302)
 
     def runs(self, request: Request) -> Response:
         query = request.query_params
@@ -168,7 +181,7 @@ class _Dashboard:
 
         def page_url(number: int) -> str:
             kept = {k: v for k, v in filters.items() if v}
-            return f"{request.url_for('runs')}?{urlencode({**kept, 'page': number})}"
+            return f"{_path_for(request, 'runs')}?{urlencode({**kept, 'page': number})}"
 
         return self.render(request, "runs.html", runs=rows, filters=filters, page=page,
                            prev_url=page_url(page - 1) if page > 1 else None,
@@ -226,10 +239,10 @@ class _Dashboard:
     def _actions(self, request: Request
                  ) -> dict[str, tuple[Callable[[str], Any], Callable[[str], str]]]:
         def run_page(run_id: str) -> str:
-            return str(request.url_for("run", run_id=run_id))
+            return _path_for(request, "run", run_id=run_id)
 
         def schedules_page(_: str) -> str:
-            return str(request.url_for("schedules"))
+            return _path_for(request, "schedules")
 
         db = self.db
         return {
