@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +64,27 @@ class Operator:
         return json.loads(self.user.complete(line + " --json", timeout=TIMEOUT).stdout)
 
 
+def _dashboard_serves(op: Operator, run_id: str) -> None:
+    """``pgsched dashboard`` serves the runs list from the embedded server, then stops cleanly
+    on SIGTERM."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc, log = op.user.start(f"pgsched dashboard --port {port}", "dashboard")
+    op.ran.add("dashboard")
+
+    def runs_page() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/runs", timeout=5) as page:
+                return page.read().decode()
+        except OSError:
+            return ""
+
+    assert run_id in wait_for(runs_page, TIMEOUT, interval=0.2, what="the dashboard to serve",
+                              logs=log.read_text)
+    op.user.stop(proc, log)
+
+
 @pytest.fixture
 def operator() -> Iterator[Operator]:
     person = fresh_user()
@@ -98,6 +121,7 @@ def test_every_command_completes_with_no_url(operator: Operator) -> None:
                  == "SUCCESS", TIMEOUT, interval=0.5, what=f"{run_id} to succeed",
                  logs=log.read_text)
     assert "sum-1" in op.text("pgsched workflows list")
+    _dashboard_serves(op, "sum-1")
     assert op.json("pgsched workflows fork sum-1 --from-step 1")["forked_from"] == "sum-1"
 
     op.text("pgsched enqueue emails boom --args '[\"no\"]' --workflow-id boom-1")

@@ -11,6 +11,7 @@ from pgsched.cli import (  # noqa: F401
     bench,
     bulk,
     core_commands,
+    dashboard,
     enqueue,
     queues,
     schedules,
