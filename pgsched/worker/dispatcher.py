@@ -387,11 +387,11 @@ class Dispatcher:
         self._take()
         writes, returned = list(self.unwritten), list(self.unreleased)
         plan = self._plan() if claim_more and self.lease.fresh() else []
+        notes = Counter(self.notes)  # NOTIFYs seen before the claims are sent
         results: list[tuple[Queue, int, bool, list[dict[str, Any]]]] = []
         if writes or returned or plan:
             started = time.perf_counter()
             now = clock.latest()
-            notes = Counter(self.notes)
             finished = None
             statements = bool(writes or returned) + sum(
                 lifecycle.claim_statements(q) for q, _, _ in plan)
@@ -418,8 +418,6 @@ class Dispatcher:
                                  if o.status == "ENQUEUED" and o.not_before is not None)
             if plan:
                 self.metrics.claim_latency.observe(time.perf_counter() - started)
-        else:
-            notes = Counter(self.notes)
         claimed = 0
         for queue, want, suspect, rows in results:
             if len(rows) < want and self.notes[queue.name] == notes[queue.name]:
