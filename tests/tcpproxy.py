@@ -107,7 +107,7 @@ class TcpProxy:
             _reset(client)
             return
         try:
-            upstream = socket.create_connection(self.target, timeout=5)
+            upstream = self._upstream()
         except OSError:
             _reset(client)
             return
@@ -116,6 +116,17 @@ class TcpProxy:
             sock.settimeout(5)
         self.peers[client] = upstream
         self.peers[upstream] = client
+
+    def _upstream(self) -> socket.socket:
+        """TCP, or the server's Unix socket when its host is a directory (the embedded
+        server listens only there)."""
+        host, port = self.target
+        if not host.startswith("/"):
+            return socket.create_connection(self.target, timeout=5)
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.settimeout(5)
+        upstream.connect(f"{host}/.s.PGSQL.{port}")
+        return upstream
 
     def _pump(self, sock: socket.socket) -> None:
         peer = self.peers[sock]

@@ -4,7 +4,6 @@ after a network cut, and the address the server binds."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ import pgsched
 from pgsched.worker import Worker
 from pgsched.worker.health import HealthServer
 from pgsched.worker.loops import LoopThread
+from tests.tcpproxy import tcp_proxy
 from tests.test_health import answers, free_port, get_json
 from tests.waiting import wait_for
 
@@ -122,77 +122,6 @@ def test_capacity_rule_counts_abandoned_runs(env):
     worker.app.close()
 
 
-class CuttableProxy:
-    """A TCP proxy to PostgreSQL that can cut the network: every connection is dropped and
-    new ones are refused until ``restore``."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.listener: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        if self.listener is None:
-            return
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept; close alone would not
-        self.listener.close()
-        self.listener = None
-        with self.lock:
-            for sock in self.sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-            self.sockets.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = self._upstream()
-            with self.lock:
-                self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _upstream(self) -> socket.socket:
-        """TCP, or the server's Unix socket when its host is a directory (the embedded
-        server listens only there)."""
-        host, port = self.target
-        if not host.startswith("/"):
-            return socket.create_connection(self.target)
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.connect(f"{host}/.s.PGSQL.{port}")
-        return server
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-
 @pytest.mark.parametrize("listen", ["false", "true"])
 def test_healthz_is_healthy_again_right_after_a_network_cut(health_app, workers, database_url,
                                                             listen):
@@ -200,8 +129,7 @@ def test_healthz_is_healthy_again_right_after_a_network_cut(health_app, workers,
     network came back failed /healthz for seconds after a 24 s cut. The worker must answer
     200 throughout: waiting for the database while it is away, then healthy again."""
     params = conninfo_to_dict(database_url)
-    proxy = CuttableProxy((params.get("host") or "127.0.0.1", int(params.get("port") or 5432)))
-    try:
+    with tcp_proxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432)) as proxy:
         url = make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
         port = start_served(workers, env={"PGSCHED_DATABASE_URL": url, "PGSCHED_LISTEN": listen})
         proxy.cut()
@@ -217,8 +145,6 @@ def test_healthz_is_healthy_again_right_after_a_network_cut(health_app, workers,
         assert set(statuses) == {200}, statuses
         status, live = get_json(port, "/healthz")
         assert status == 200 and live["status"] in ("ok", "recovering"), live
-    finally:
-        proxy.cut()
 
 
 def watch(port: int, seconds: float) -> list[int]:
