@@ -133,23 +133,13 @@ def claim_statements(queue: Queue) -> int:
     return 1 if queue.rate_limit is None else 2
 
 
-def claim(
-    conn: Any,
-    db: Database,
-    queue: Queue,
-    limit: int,
-    *,
-    worker_id: str,
-    names: list[str],
-    now: datetime,
-    suspect: bool = False,
-) -> list[dict[str, Any]]:
-    """Claim up to ``limit`` runs of ``queue`` in the caller's transaction."""
+def claim(conn: Any, db: Database, queue: Queue, limit: int, **options: Any
+          ) -> list[dict[str, Any]]:
+    """Claim up to ``limit`` runs of ``queue`` in the caller's transaction (``options`` as for
+    ``send_claim``)."""
     if limit <= 0:
         return []
-    cursor = send_claim(conn, db, queue, limit, worker_id=worker_id, names=names, now=now,
-                        suspect=suspect)
-    return list(cursor.fetchall())
+    return list(send_claim(conn, db, queue, limit, **options).fetchall())
 
 
 # -- finish --------------------------------------------------------------------------------
