@@ -3,8 +3,10 @@
 from pgsched import errors
 from pgsched.app import App
 from pgsched.handles import Handle
+from pgsched.messages import set_event
 from pgsched.queues import Queue
 from pgsched.settings import Settings
+from pgsched.waits import recv, sleep
 
-__all__ = ["App", "Handle", "Queue", "Settings", "errors"]
+__all__ = ["App", "Handle", "Queue", "Settings", "errors", "recv", "set_event", "sleep"]
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from pgsched import tracing
 from pgsched.context import current_run
 from pgsched.cron import CronSchedule
 from pgsched.db import Database
@@ -45,8 +46,13 @@ def _in_zone(fn: Callable[..., Any], schedule: CronSchedule) -> Callable[..., An
 
 
 class App:
-    def __init__(self, name: str, *, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(self, name: str, *, settings: Settings | None = None,
+                 version: str | None = None, **overrides: Any) -> None:
+        """``version`` names the release of this app's workflows (a git sha, a release tag);
+        by default it is a hash of the registered workflows' and steps' source code. Runs
+        resume on workers of the version they started under while one is alive."""
         self.name = name
+        self._version = version
         self.settings = settings or load_settings(**overrides)
         self.db = Database(
             self.settings.database_url,
@@ -64,6 +70,13 @@ class App:
 
     def __repr__(self) -> str:
         return f"App({self.name!r})"
+
+    @property
+    def version(self) -> str:
+        """The code version recorded on the runs this app's workers start."""
+        from pgsched.versions import code_version
+
+        return self._version or code_version(self.registry)
 
     # -- definitions -------------------------------------------------------------------------
 
@@ -106,7 +119,7 @@ class App:
                 ctx = current_run.get()
                 if ctx is None:
                     return fn(*args, **kwargs)
-                return call_child(ctx, spec, args, kwargs)
+                return tracing.step(call_child, ctx, spec, args, kwargs)
 
             setattr(wrapper, SPEC_ATTR, spec)
             return wrapper  # type: ignore[return-value]
@@ -132,7 +145,7 @@ class App:
                 ctx = current_run.get()
                 if ctx is None:
                     return fn(*args, **kwargs)
-                return call_step(ctx, spec, args, kwargs)
+                return tracing.step(call_step, ctx, spec, args, kwargs)
 
             setattr(wrapper, SPEC_ATTR, spec)
             return wrapper  # type: ignore[return-value]
@@ -150,7 +163,7 @@ class App:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 ctx = current_run.get()
                 if ctx is not None:
-                    return call_transaction(ctx, spec, args, kwargs)
+                    return tracing.step(call_transaction, ctx, spec, args, kwargs)
                 self.ensure_schema()
                 with self.db.connection() as conn, conn.transaction():
                     return fn(conn, *args, **kwargs)
@@ -224,6 +237,67 @@ class App:
             timeout=timeout,
             **kwargs,
         )
+
+    async def start_async(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        workflow_id: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        **kwargs: Any,
+    ) -> Handle:
+        """``start`` for asyncio code (``pgsched.aio``)."""
+        return await self.get_queue(queue).enqueue_async(
+            fn, *args, workflow_id=workflow_id, priority=priority, delay=delay,
+            max_attempts=max_attempts, timeout=timeout, **kwargs,
+        )
+
+    # -- messages and events (pgsched.messages) ---------------------------------------------
+
+    def send(
+        self, workflow_id: str, message: Any, *, topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``message`` to run ``workflow_id``; its ``pgsched.recv(topic)`` receives it,
+        once, in send order per topic, waking the run if it is parked waiting for it.
+
+        Called inside a workflow, the send is a step of that workflow (sent once however
+        often it replays). ``idempotency_key`` makes a repeated send (a retried web
+        request) deliver nothing more. Raises ``WorkflowNotFound`` for an unknown run and
+        ``MessageUndeliverable`` for a finished one.
+        """
+        from pgsched import messages
+
+        self.ensure_schema()
+        messages.send(self.db, workflow_id, message, topic=topic,
+                      idempotency_key=idempotency_key)
+
+    def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
+        """The value run ``workflow_id`` published under ``key`` (``pgsched.set_event``),
+        waiting up to ``timeout`` seconds for it to be set; ``None`` if it was not."""
+        from pgsched import messages
+
+        self.ensure_schema()
+        return messages.get_event(self.db, workflow_id, key, timeout)
+
+    async def send_async(
+        self, workflow_id: str, message: Any, *, topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        """``send`` for asyncio code (``pgsched.aio``)."""
+        from pgsched import aio
+
+        await aio.send(self, workflow_id, message, topic=topic, idempotency_key=idempotency_key)
+
+    async def get_event_async(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
+        """``get_event`` for asyncio code: waits on an async LISTEN, holding no thread."""
+        from pgsched import aio
+
+        return await aio.get_event(self, workflow_id, key, timeout)
 
     # -- operating on runs (pgsched.operations) ---------------------------------------------
 
@@ -322,4 +396,11 @@ class App:
         Worker(self, **options).run()
 
     def close(self) -> None:
+        self.db.close()
+
+    async def close_async(self) -> None:
+        """Close the async pool this event loop's async calls opened (and the sync pool)."""
+        from pgsched import aio
+
+        await aio.close(self.db)
         self.db.close()

@@ -37,10 +37,16 @@ from psycopg.conninfo import conninfo_to_dict
 
 import pgsched
 from pgsched.app import App
+from pgsched.bench_compare import stop_processes
 from pgsched.errors import PgschedError
 from pgsched.settings import Settings, load_settings
 
 BENCH_QUEUES = ("drain", "latency", "counted")
+
+#: How the bench tells its worker processes the fleet-wide ``concurrency`` of its ``limited``
+#: queue: half of what the largest fleet could run (16 for four workers of concurrency 8), so
+#: that the limit, not the fleet, is what bounds that queue's drain.
+LIMIT_ENV = "PGSCHED_BENCH_LIMIT"
 
 #: The reference machine pgsched's targets were set on: its bare ``pgbench`` one-row INSERT
 #: rate, and the targets there. Machines differ several-fold in commit and round-trip cost
@@ -67,10 +73,11 @@ def stamp() -> float:
     return time.time()
 
 
-def build_app(settings: Settings | None = None) -> App:
+def build_app(settings: Settings | None = None, limited: int | None = None) -> App:
     app = App("pgsched-bench", settings=settings)
     for name in BENCH_QUEUES:
         app.queue(name)
+    app.queue("limited", concurrency=limited or int(os.environ.get(LIMIT_ENV, "16")))
     app.workflow(name="bench.noop")(noop)
     app.workflow(name="bench.stamp")(stamp)
     return app
@@ -84,6 +91,47 @@ def __getattr__(name: str) -> Any:
             _app = build_app()
         return _app
     raise AttributeError(name)
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per system and measurement: the median and the range over the rounds."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for row in rounds:
+        for system, measured in row.items():
+            for key, value in measured.items():
+                if value is not None:
+                    values.setdefault(system, {}).setdefault(key, []).append(float(value))
+    return {system: {key: {"median": statistics.median(v), "min": min(v), "max": max(v)}
+                     for key, v in measured.items()}
+            for system, measured in values.items()}
+
+
+class Peak:
+    """The largest value a one-number query returns, read over and over on a connection of
+    its own (a thread) while the block runs."""
+
+    def __init__(self, url: str, query: str, params: dict[str, Any]) -> None:
+        self.url, self.query, self.params = url, query, params
+        self.most = 0
+        self.snapshots = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="bench-peak", daemon=True)
+
+    def __enter__(self) -> Peak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _watch(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                (value,) = conn.execute(self.query, self.params).fetchone() or (0,)
+                self.most = max(self.most, int(value))
+                self.snapshots += 1
+                self._stop.wait(0.002)
 
 
 # -- the counting proxy ------------------------------------------------------------------------
@@ -193,6 +241,22 @@ class BenchConfig:
     concurrency: int = 8
     latency_samples: int = 200
     idle_seconds: float = 10.0
+    #: Producer processes for the scaling measurement (0: skip it).
+    producers: int = 0
+    #: Drain by 1, 2, 4, ... up to this many worker processes (0: skip it).
+    workers: int = 0
+    #: "pgqueuer": the same scaling measurements on pgqueuer, interleaved round by round.
+    compare: str | None = None
+    rounds: int = 1
+
+    @property
+    def producer_jobs(self) -> int:
+        """Jobs per producer process: each runs for a second or more at typical rates."""
+        return min(self.jobs, 2_000)
+
+    @property
+    def scaling(self) -> bool:
+        return bool(self.producers or self.workers or self.compare)
 
 #: The directory that holds the imported ``pgsched`` package (site-packages, or a source tree).
 PACKAGE_HOME = str(Path(pgsched.__file__).resolve().parent.parent)
@@ -203,10 +267,11 @@ class Bench:
         self.config = config
         self.schema = f"pgsched_bench_{uuid.uuid4().hex[:10]}"
         self.settings = load_settings(database_url=database_url, PGSCHED_SCHEMA=self.schema)
-        self.app = build_app(self.settings)
+        self.limited = max(1, config.workers * config.concurrency // 2)
+        self.app = build_app(self.settings, self.limited)
         self.workers: list[subprocess.Popen] = []
         #: Extra environment for the worker subprocesses (the soak turns on /metrics).
-        self.worker_env: dict[str, str] = {}
+        self.worker_env: dict[str, str] = {LIMIT_ENV: str(self.limited)}
 
     @property
     def url(self) -> str:
@@ -270,7 +335,12 @@ class Bench:
                 conn.execute(self.app.db.sql("bench_drop"))
 
     def _run(self) -> dict[str, Any]:
+        from pgsched.bench_compare import pgqueuer_available
+
         cfg = self.config
+        if cfg.compare == "pgqueuer" and not pgqueuer_available():
+            raise PgschedError("--compare pgqueuer needs pgqueuer and asyncpg: "
+                               "pip install 'pgsched[bench]'")
         self.app.migrate()
         with self.app.db.connection() as conn:
             server = conn.execute(self.app.db.sql("bench_server")).fetchone()
@@ -287,7 +357,10 @@ class Bench:
         self._wait(lambda: self._workers() >= 1, 60, "the worker to register", 0.05)
         result["drain_per_s"] = self._drain("drain", cfg.jobs)
         result["latency_ms"] = self._latency()
+        result["latency_under_load_ms"] = self._latency_under_load()
         result.update(self._counted())
+        if cfg.scaling:
+            result["scaling"] = self._scaling()
         ceiling = result["ceiling"]["per_s"]
         result["versus_ceiling"] = {key: result[key] / ceiling for key in TARGETS}
         result["scaled_targets"] = {key: target * ceiling / REFERENCE_CEILING
@@ -308,7 +381,8 @@ class Bench:
             driver = count / (time.perf_counter() - started)
         return {"psycopg": driver, "pgbench": self._pgbench(insert)}
 
-    def _pgbench(self, statement: str) -> float | None:
+    def _pgbench(self, statement: str, clients: int = 1, *, prepared: bool = False
+                 ) -> float | None:
         binary = shutil.which("pgbench")
         if binary is None:
             return None
@@ -318,7 +392,9 @@ class Bench:
         with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
             script.write(statement + ";\n")
             script.flush()
-            proc = subprocess.run([binary, "-n", "-c", "1", "-T", "3", "-f", script.name],
+            proc = subprocess.run([binary, "-n", "-c", str(clients), "-j", str(clients),
+                                   "-M", "prepared" if prepared else "simple",
+                                   "-T", "3", "-f", script.name],
                                   env=env, capture_output=True, text=True, timeout=60)
         match = re.search(r"tps = ([0-9.]+)", proc.stdout)
         return float(match.group(1)) if proc.returncode == 0 and match else None
@@ -386,6 +462,177 @@ class Bench:
         cuts = statistics.quantiles(samples, n=100, method="inclusive")
         return {"p50": statistics.median(samples), "p95": cuts[94], "p99": cuts[98],
                 "max": max(samples)}
+
+    def _latency_under_load(self) -> dict[str, float]:
+        """Enqueue-to-start on the idle ``latency`` queue while the same worker drains a
+        backlog of ``jobs`` no-op runs on ``drain``: only samples taken while the backlog
+        lasted count."""
+        backlog = self.app.get_queue("drain")
+        items = [("bench.noop", (), {})] * self.config.jobs
+        for chunk in range(0, len(items), 10_000):
+            backlog.enqueue_many(items[chunk:chunk + 10_000])
+        queue = self.app.get_queue("latency")
+        samples: list[float] = []
+        while len(samples) < self.config.latency_samples:
+            time.sleep(0.005)
+            handle = queue.enqueue("bench.stamp")
+            committed = time.time()
+            started = handle.result(timeout=30, poll=0.002)
+            if self._unfinished("drain") == 0:
+                break
+            samples.append((started - committed) * 1000)
+        self._wait(lambda: self._unfinished("drain") == 0, 600, "the backlog to drain", 0.1)
+        if not samples:
+            return {"p50": float("nan"), "p99": float("nan"), "samples": 0}
+        cuts = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) > 1 \
+            else [samples[0]] * 99
+        return {"p50": statistics.median(samples), "p99": cuts[98], "samples": len(samples)}
+
+    # -- scaling: producer and worker processes, and pgqueuer beside ------------------------
+
+    def _scaling(self) -> dict[str, Any]:
+        """Round by round, pgsched then pgqueuer (the order swapped every round, so neither
+        always runs on a warmer machine): producers 1 and N with ``pgbench -c 1`` and
+        ``-c N`` as ceilings, drain by 1, 2, 4... worker processes, and pgqueuer's single
+        enqueue and idle start latency."""
+        from pgsched.bench_compare import Pgqueuer
+
+        cfg = self.config
+        other = None
+        if cfg.compare == "pgqueuer":
+            other = Pgqueuer(self.url, self.schema, self._env(self.url), PACKAGE_HOME)
+            other.install()
+        self._stop_workers()
+        rounds: list[dict[str, Any]] = []
+        for number in range(cfg.rounds):
+            row: dict[str, Any] = {"ceiling": self._scaling_ceiling()}
+            sides = [("pgsched", self._pgsched_round), ("pgqueuer", other)]
+            if number % 2:
+                sides.reverse()
+            for name, side in sides:
+                if side is None:
+                    continue
+                row[name] = side() if name == "pgsched" else self._pgqueuer_round(side)
+            rounds.append(row)
+        return {"rounds": rounds, "producers": cfg.producers, "workers": self._fleet_sizes(),
+                "producer_jobs": cfg.producer_jobs, "compare": cfg.compare,
+                "summary": summarize(rounds)}
+
+    def _fleet_sizes(self) -> list[int]:
+        sizes, size = [], 1
+        while size <= self.config.workers:
+            sizes.append(size)
+            size *= 2
+        if self.config.workers and sizes[-1] != self.config.workers:
+            sizes.append(self.config.workers)
+        return sizes
+
+    def _scaling_ceiling(self) -> dict[str, float | None]:
+        """``pgbench`` running the bare one-row INSERT, and running pgsched's own enqueue
+        statement prepared, as pgsched sends it (what a producer's Python adds is the gap
+        between that and the producer), from 1 client and from ``--producers``."""
+        insert = self.app.db.sql("bench_ceiling_insert")
+        enqueue = self._enqueue_statement()
+        clients = [1, self.config.producers] if self.config.producers else [1]
+        ceiling: dict[str, float | None] = {}
+        for n in clients:
+            ceiling[f"pgbench_c{n}"] = self._pgbench(insert, n)
+            ceiling[f"pgbench_enqueue_c{n}"] = self._pgbench(enqueue, n, prepared=True)
+        self._clear()
+        return ceiling
+
+    def _enqueue_statement(self) -> str:
+        """The statement ``enqueue`` sends for a no-op run, its parameters written in as
+        literals, each execution with a fresh id: a script ``pgbench`` can run."""
+        params = self.app.get_queue("drain")._enqueue_params("bench.noop", (), {})
+        with psycopg.connect(self.url) as conn:
+            text = psycopg.ClientCursor(conn).mogrify(self.app.db.sql("enqueue_insert"), params)
+        return text.replace(f"'{params['id']}'", "gen_random_uuid()::text")
+
+    def _stop_workers(self) -> None:
+        stop_processes(self.workers)
+        self.workers = []
+        with self.app.db.connection() as conn:
+            conn.execute(self.app.db.sql("bench_forget_workers"))
+
+    def _pgsched_round(self) -> dict[str, Any]:
+        from pgsched.bench_compare import run_producers
+
+        cfg = self.config
+        out: dict[str, Any] = {}
+        env = self._env(self.url)
+        if cfg.producers:
+            out["producers_1_per_s"] = run_producers("pgsched", 1, cfg.producer_jobs, env,
+                                                     PACKAGE_HOME)
+            self._clear()
+            out[f"producers_{cfg.producers}_per_s"] = run_producers(
+                "pgsched", cfg.producers, cfg.producer_jobs, env, PACKAGE_HOME)
+            self._clear()
+        for size in self._fleet_sizes():
+            for _ in range(size):
+                self._worker(self.url, "drain", cfg.concurrency)
+            self._wait(lambda n=size: self._workers() >= n, 60, f"{size} worker(s)", 0.05)
+            out[f"drain_{size}_workers_per_s"] = self._drain("drain", cfg.jobs)
+            self._stop_workers()
+            self._clear()
+        if cfg.workers > 1:
+            out.update(self._limited_drain(cfg.workers))
+        if cfg.compare:
+            out["single_enqueue_per_s"] = self._single_enqueue()
+            self._worker(self.url, "drain,latency", cfg.concurrency)
+            self._wait(lambda: self._workers() >= 1, 60, "the worker to register", 0.05)
+            latency = self._latency()
+            out["start_p50_ms"], out["start_p99_ms"] = latency["p50"], latency["p99"]
+            self._stop_workers()
+            self._clear()
+        return out
+
+    def _limited_drain(self, size: int) -> dict[str, Any]:
+        """Drain ``--jobs`` no-op runs of the ``limited`` queue (fleet-wide concurrency half
+        of the fleet's) by ``size`` workers: the rate, to set beside the unlimited queue's,
+        and the most runs RUNNING in any snapshot taken meanwhile, which must not exceed the
+        limit. Snapshots, not the runs' start and finish times: those come from several
+        processes' clocks, which can put a slot's hand-off between two workers in the wrong
+        order."""
+        for _ in range(size):
+            self._worker(self.url, "limited", self.config.concurrency)
+        self._wait(lambda: self._workers() >= size, 60, f"{size} worker(s)", 0.05)
+        with Peak(self.url, self.app.db.sql("bench_running"), {"queue": "limited"}) as peak:
+            rate = self._drain("limited", self.config.jobs)
+        self._stop_workers()
+        self._clear()
+        return {f"drain_{size}_workers_limited_per_s": rate, "limited_max_running": peak.most,
+                "limited_snapshots": peak.snapshots, "limited_concurrency": self.limited}
+
+    def _pgqueuer_round(self, other: Any) -> dict[str, Any]:
+        from pgsched.bench_compare import run_producers
+
+        cfg = self.config
+        out: dict[str, Any] = {}
+        if cfg.producers:
+            out["producers_1_per_s"] = run_producers("pgqueuer", 1, cfg.producer_jobs,
+                                                     other.env, PACKAGE_HOME)
+            other.clear()
+            out[f"producers_{cfg.producers}_per_s"] = run_producers(
+                "pgqueuer", cfg.producers, cfg.producer_jobs, other.env, PACKAGE_HOME)
+            other.clear()
+        for size in self._fleet_sizes():
+            other.start_workers(size, cfg.concurrency)
+            try:
+                out[f"drain_{size}_workers_per_s"] = other.drain(cfg.jobs)
+            finally:
+                other.stop_workers()
+            other.clear()
+        out["single_enqueue_per_s"] = other.single_enqueue(min(cfg.jobs, 5000))
+        other.start_workers(1, cfg.concurrency)
+        try:
+            samples = other.latency(cfg.latency_samples)
+        finally:
+            other.stop_workers()
+        other.clear()
+        cuts = statistics.quantiles(samples, n=100, method="inclusive")
+        out["start_p50_ms"], out["start_p99_ms"] = statistics.median(samples), cuts[98]
+        return out
 
     def _counted(self) -> dict[str, Any]:
         """Idle statements per second, then statements per drained job, of a

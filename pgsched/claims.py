@@ -53,10 +53,15 @@ def reconcile_queues(conn: Any, db: Database, now: datetime) -> list[dict[str, A
     return conn.execute(db.sql("reconcile_queues"), {"now": now}).fetchall()
 
 
-def queue_definitions(conn: Any, db: Database, names: list[str]) -> dict[str, dict[str, Any]]:
-    """The limits the database holds for ``names`` (see queue_definitions.sql)."""
-    rows = conn.execute(db.sql("queue_definitions"), {"names": names}).fetchall()
-    return {row["name"]: row for row in rows}
+def claim_settings(
+    conn: Any, db: Database, names: list[str], now: datetime, timeout_s: float
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The limits the database holds for the queues ``names``, and the code versions
+    (``App.version``) of the workers whose lease is live (see claim_settings.sql): one
+    statement, so an idle worker's poll costs two statements with its peek."""
+    rows = conn.execute(db.sql("claim_settings"),
+                        {"names": names, "now": now, "timeout_s": timeout_s}).fetchall()
+    return {row["name"]: row for row in rows if row["name"] is not None}, rows[0]["versions"]
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,10 @@ class Waiting:
 
 
 def peek(
-    conn: Any, db: Database, queues: list[str], names: list[str], now: datetime
+    conn: Any, db: Database, queues: list[str], names: list[str] | str, now: datetime
 ) -> dict[str, Waiting]:
-    """Which queues hold waiting runs, and when the next one comes due."""
+    """Which queues hold waiting runs of the workflows ``names`` (a list, or one array
+    literal: ``pgsched.db.arrays.text_array``), and when the next one comes due."""
     rows = conn.execute(db.sql("peek"), {"queues": queues, "names": names, "now": now}).fetchall()
     return {row["name"]: Waiting(bool(row["ready"]), row["next_due"], bool(row["suspects"]))
             for row in rows}

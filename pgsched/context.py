@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgsched import lifecycle
 from pgsched.clock import utcnow
-from pgsched.errors import ClaimLost, DeterminismError
+from pgsched.errors import ClaimLost, DeterminismError, StepPlacementError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -27,8 +29,20 @@ class RunContext:
     queue: str
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
     next_step: int = 1
+    #: The thread running the workflow body (set by ``runs.run_body``); ``None`` until then.
+    thread_id: int | None = None
+    #: The asyncio task running an async workflow's body; ``None`` for a sync workflow.
+    task: asyncio.Task | None = None
 
-    def take_step_number(self) -> int:
+    def take_step_number(self, what: str = "this pgsched call") -> int:
+        """The next step number, taken when the call is made (before any await), so calls
+        numbered in the body's order replay in that order whatever finishes first.
+
+        Only the workflow body's own calls take numbers (``check_in_body``): a call inside a
+        running step, or from another thread or asyncio task, would number the run
+        differently on each execution. ``what`` names the call in that error.
+        """
+        check_in_body(self, what)
         number = self.next_step
         self.next_step += 1
         return number
@@ -90,3 +104,47 @@ class RunContext:
 
 
 current_run: ContextVar[RunContext | None] = ContextVar("pgsched_current_run", default=None)
+#: ``(kind, name)`` of the step whose code is running in this context, if any: calls made
+#: inside it are part of it and take no step numbers of their own.
+current_step: ContextVar[tuple[str, str] | None] = ContextVar("pgsched_current_step",
+                                                               default=None)
+
+
+def check_in_body(ctx: RunContext, what: str) -> None:
+    """Refuse a numbered call made inside a running step or from a thread other than the
+    workflow body's (``asyncio.to_thread``, ``run_in_executor``)."""
+    outer = current_step.get()
+    if outer is not None:
+        raise StepPlacementError(
+            f"{what} was called inside {outer[0]} {outer[1]!r} of workflow "
+            f"{ctx.workflow_name!r} (run {ctx.workflow_id}). Calls inside a step are part of "
+            "that step and get no checkpoint of their own, so this one would run again "
+            f"whenever {outer[1]!r} is retried. Call it from the workflow body instead"
+        )
+    if ctx.thread_id is not None and threading.get_ident() != ctx.thread_id:
+        raise StepPlacementError(
+            f"{what} was called from a thread of its own (asyncio.to_thread, "
+            f"run_in_executor, a thread pool), not from the body of workflow "
+            f"{ctx.workflow_name!r} (run {ctx.workflow_id}). Its step number would depend "
+            "on which thread gets there first, so a resumed run could hand it another call's "
+            "result. Call it from the workflow body (await async steps, asyncio.gather "
+            "several), or move the blocking work into a step: an async step may await "
+            "asyncio.to_thread(...) itself"
+        )
+    if ctx.task is not None and _current_task() not in (None, ctx.task):
+        raise StepPlacementError(
+            f"{what} was called from an asyncio task of its own (a coroutine passed to "
+            f"asyncio.gather or create_task), not from the body of workflow "
+            f"{ctx.workflow_name!r} (run {ctx.workflow_id}). Its step number would depend on "
+            "which task gets there first, so a resumed run could hand it another call's "
+            "result. Gather the steps themselves (asyncio.gather(step_a(), step_b()) numbers "
+            "them as called), or make the coroutine an async @app.workflow(): gathered child "
+            "workflows are numbered as called and number their own steps"
+        )
+
+
+def _current_task() -> asyncio.Task | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop running in this thread
+        return None

@@ -66,6 +66,15 @@ class WorkflowFailed(PgschedError):
         )
 
 
+class NotInWorkflow(PgschedError):
+    """A workflow-only call (``pgsched.sleep``, ``recv``, ``set_event``) was made outside a
+    running workflow."""
+
+
+class MessageUndeliverable(InvalidOperation):
+    """A message was sent to a run that has finished: nothing would ever read it."""
+
+
 class ClaimLost(PgschedError):
     """This worker no longer owns the run (taken over, cancelled or timed out).
 
@@ -84,3 +93,15 @@ class ResultTimeout(PgschedError, TimeoutError):
 
 class PermanentError(PgschedError):
     """Raise from a workflow or step to fail at once without retrying."""
+
+
+class StepPlacementError(PermanentError):
+    """A step, transaction or child workflow was called where its checkpoint could not be
+    deterministic or its commit exactly once: inside another step, or from a thread of its
+    own. A retry cannot move the call, so the run fails at once; the message says where to
+    call it instead."""
+
+
+class InvalidWaitArgument(ConfigurationError, PermanentError):
+    """A durable wait, message or event got a bad duration, timeout, topic or key. Raised
+    inside a workflow it fails the run at once: a retry would pass the same value."""

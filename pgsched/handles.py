@@ -30,13 +30,22 @@ class Handle:
 
     def _row(self) -> dict[str, Any]:
         with self._db.connection(autocommit=True) as conn:
-            row = conn.execute(self._db.sql("get_run"), {"id": self.workflow_id}).fetchone()
+            return self._found(
+                conn.execute(self._db.sql("get_run"), {"id": self.workflow_id}).fetchone())
+
+    def _found(self, row: dict[str, Any] | None) -> dict[str, Any]:
         if row is None:
             raise WorkflowNotFound(f"no run with id {self.workflow_id!r}")
         return row
 
     def status(self) -> str:
         return str(self._row()["status"])
+
+    async def status_async(self) -> str:
+        """``status()`` for asyncio callers (an async pool of the app's own)."""
+        from pgsched import aio
+
+        return str((await aio.get_run(self))["status"])
 
     def result(self, timeout: float | None = None, poll: float = 0.02) -> Any:
         """Wait until the run finishes and return its output, or raise WorkflowFailed.
@@ -47,16 +56,37 @@ class Handle:
         waited = 0.0
         delay = poll
         while True:
-            row = self._row()
-            if row["status"] == "SUCCESS":
-                return from_jsonable(row["output"])
-            if row["status"] in TERMINAL:
-                raise WorkflowFailed(self.workflow_id, row["status"], row["error"])
-            if timeout is not None and waited >= timeout:
-                raise ResultTimeout(
-                    f"run {self.workflow_id} is still {row['status']} after {timeout:g}s; "
-                    "is a worker serving its queue? (`pgsched queues`)"
-                )
+            finished, output = self._settled(self._row(), timeout, waited)
+            if finished:
+                return output
             time.sleep(delay)
             waited += delay
-            delay = min(delay * 1.5, 0.5)
+            delay = next_poll(delay)
+
+    async def result_async(self, timeout: float | None = None, poll: float = 0.02) -> Any:
+        """``result()`` for asyncio callers: the same polls and backoff, awaiting instead of
+        blocking the event loop."""
+        from pgsched import aio
+
+        return await aio.result(self, timeout, poll)
+
+    def _settled(self, row: dict[str, Any], timeout: float | None,
+                 waited: float) -> tuple[bool, Any]:
+        """``(True, output)`` for a successful run, ``(False, None)`` to wait on; raises
+        WorkflowFailed for a failed one, ResultTimeout once ``waited`` reaches ``timeout``."""
+        if row["status"] == "SUCCESS":
+            return True, from_jsonable(row["output"])
+        if row["status"] in TERMINAL:
+            raise WorkflowFailed(self.workflow_id, row["status"], row["error"])
+        if timeout is not None and waited >= timeout:
+            raise ResultTimeout(
+                f"run {self.workflow_id} is still {row['status']} after {timeout:g}s; "
+                "is a worker serving its queue? (`pgsched queues`)"
+            )
+        return False, None
+
+
+def next_poll(delay: float) -> float:
+    """The pause before the next look at a run: growing, so a long run costs few queries,
+    and capped, so a finished one is noticed within half a second."""
+    return min(delay * 1.5, 0.5)

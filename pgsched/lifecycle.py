@@ -19,6 +19,10 @@ Statuses and who moves a run from where to where::
            finish: SUCCESS, ERROR,|  | child start (start_child)       |
            DEAD, CANCELLED (timeout)  v                                |
                                   |  children: WAITING <-> RUNNING     |
+                                  |                                    |
+                                  |  park (finish: sleep, recv)        |
+                                  +-----> WAITING --- wake: time, message, already over
+                                  |               (wake_due, send_message, wake_parked)
                                   v                                    |
                SUCCESS | ERROR | DEAD | CANCELLED ---------------------+
                                   ^
@@ -34,6 +38,12 @@ Statuses and who moves a run from where to where::
   a timeout: the thread still runs, so the slot is kept until it returns (``returned``). A
   failure or cancel cancels unfinished descendants; a retry puts them in WAITING for the
   next attempt.
+- **park** (``finish.sql`` with a WAITING outcome): RUNNING -> WAITING for a run whose
+  workflow called ``pgsched.sleep`` or ``pgsched.recv``: executor, slot and the attempt given
+  back, ``wake_at``/``wait_run``/``wait_topic`` kept. In the same transaction
+  ``wake_parked.sql`` re-queues those whose wait ended meanwhile, so no wake-up is lost.
+- **wake** (``wake_due.sql``, ``send_message.sql``): a parked top-level run -> ENQUEUED when
+  its ``wake_at`` passes or a message it waits for arrives; it replays to its wait.
 - **handback** (``handback.sql``): RUNNING -> ENQUEUED for runs this worker will not finish
   (stopping, or claimed by a round whose reply was lost); the attempt is refunded.
 - **takeover** (``takeover.sql``): RUNNING runs of a worker whose lease lapsed -> ENQUEUED as
@@ -86,6 +96,11 @@ class Outcome:
     #: outcome is written means some were lost (a failover to an asynchronous replica): the
     #: run goes back to its queue to redo them instead of being marked done without them.
     checkpoints: int = 0
+    #: A WAITING (parked) outcome: when the wait ends by itself (``None``: only a message
+    #: ends it), and which run's recv waits on which topic.
+    wake_at: datetime | None = None
+    wait_run: str | None = None
+    wait_topic: str | None = None
 
 
 # -- claim ---------------------------------------------------------------------------------
@@ -98,9 +113,11 @@ def send_claim(
     limit: int,
     *,
     worker_id: str,
-    names: list[str],
+    names: list[str] | str,
     now: datetime,
     suspect: bool = False,
+    version: str | None = None,
+    live_versions: list[str] | tuple[str, ...] = (),
 ) -> Any:
     """Send the statements that claim up to ``limit`` runs of ``queue``; return the cursor
     whose rows are the claimed runs.
@@ -109,9 +126,14 @@ def send_claim(
     round (finish, claims, commit) costs one network round trip, rate limit included: the
     advisory lock is a statement of its own and the count happens inside the claim.
     ``suspect`` claims runs recovered from a crashed worker instead of ordinary ones.
+    ``names``: the workflows the claimer can run, a list or one array literal
+    (``pgsched.db.arrays.text_array``).
+    ``version`` is the claiming worker's ``App.version``: a run that ran under another
+    version still in ``live_versions`` is left to a worker of that version.
     """
     params = {"queue": queue.name, "limit": limit, "names": names, "worker": worker_id,
-              "now": now, "suspect": suspect}
+              "now": now, "suspect": suspect, "version": version,
+              "live_versions": list(live_versions)}
     if queue.concurrency is None and queue.rate_limit is None:
         return conn.cursor().execute(db.sql("claim_unlimited"), params)
     rate_limit = window_start = prune_before = None
@@ -162,7 +184,7 @@ def send_finish(
     # A timeout keeps the slot while its thread runs; if the thread is back already, release.
     writes = [o if o.release or o.workflow_id not in back else replace(o, release=True)
               for o in outcomes if o.status != "LOST"]
-    return conn.cursor().execute(
+    cursor = conn.cursor().execute(
         db.sql("finish"),
         {
             "ids": [o.workflow_id for o in writes],
@@ -173,12 +195,21 @@ def send_finish(
             "not_befores": [o.not_before for o in writes],
             "releases": [o.release for o in writes],
             "checkpoints": [o.checkpoints for o in writes],
+            "wake_ats": [o.wake_at for o in writes],
+            "wait_runs": [o.wait_run for o in writes],
+            "wait_topics": [o.wait_topic for o in writes],
             "returned": returned,
             "worker": worker_id,
             "channel": db.channel,
             "now": now,
         },
     )
+    parked = [o.workflow_id for o in writes if o.status == "WAITING"]
+    if parked:
+        # A statement of its own, after the finish (see wake_parked.sql for why).
+        conn.cursor().execute(db.sql("wake_parked"),
+                              {"ids": parked, "now": now, "channel": db.channel})
+    return cursor
 
 
 def finish(
@@ -197,6 +228,30 @@ def release(
     them (cancelled or timed out while running)."""
     if returned:
         send_finish(conn, db, [], returned=returned, worker_id=worker_id, now=now).fetchall()
+
+
+# -- waking parked runs ---------------------------------------------------------------------
+
+
+def wake_due(conn: Any, db: Database, *, now: datetime, limit: int = 1000
+             ) -> tuple[int, datetime | None]:
+    """Re-queue up to ``limit`` parked runs whose ``wake_at`` has passed; return how many,
+    and when the next parked run comes due."""
+    row = conn.execute(db.sql("wake_due"),
+                       {"now": now, "limit": limit, "channel": db.channel}).fetchone()
+    return int(row["woken"]), row["next_wake"]
+
+
+def send_message(conn: Any, db: Database, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Deliver a message in the caller's transaction, waking the recipient's top-level run
+    if it is parked waiting for it. Returns the send's row (``status`` of the recipient,
+    ``seq`` of the message, ``None`` when its idempotency key was used already), or ``None``
+    when no run has that id."""
+    root = conn.execute(db.sql("message_root"), {"id": params["id"]}).fetchone()
+    if root is None:
+        return None
+    return conn.execute(db.sql("send_message"),
+                        {**params, "root": root["id"], "channel": db.channel}).fetchone()
 
 
 # -- leaving a worker ----------------------------------------------------------------------

@@ -104,15 +104,20 @@ def list_workflows(
 
 
 def get_workflow(db: Database, workflow_id: str) -> dict[str, Any]:
-    """One run with its inputs, output, error, its steps (with durations) and child runs."""
+    """One run with its inputs, output, error, its steps (with durations), child runs, the
+    events it published and the messages sent to it (the first 100)."""
     with db.connection() as conn:
         run = _run(conn, db, workflow_id)
         steps = conn.execute(db.sql("ops_steps"), {"id": workflow_id}).fetchall()
         children = conn.execute(db.sql("ops_children"), {"id": workflow_id}).fetchall()
+        events = conn.execute(db.sql("ops_events"), {"id": workflow_id}).fetchall()
+        messages = conn.execute(db.sql("ops_messages"), {"id": workflow_id}).fetchall()
     started, finished = run["started_at"], run["finished_at"]
     run["duration_s"] = (finished - started).total_seconds() if started and finished else None
     run["steps"] = steps
     run["children"] = children
+    run["events"] = events
+    run["messages"] = messages
     return run
 
 
@@ -316,3 +321,9 @@ def prune(db: Database, older_than: timedelta, batch_size: int = 1000) -> int:
             break
     logger.bind(component="prune").info("pruned {} run(s) finished before {}", total, cutoff)
     return total
+
+
+def versions(db: Database) -> list[dict[str, Any]]:
+    """Unfinished runs per code version, with the live workers of each."""
+    with db.connection() as conn:
+        return conn.execute(db.sql("cli_versions")).fetchall()

@@ -13,18 +13,21 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from pgsched.clock import utcnow
 from pgsched.errors import ConfigurationError, DuplicateJob
 from pgsched.handles import Handle
 from pgsched.serialization import encode_inputs
+from pgsched.tracing import traced_enqueue, traceparent
+from pgsched.wakeups import waker_for
 
 if TYPE_CHECKING:
     from pgsched.app import App
@@ -44,9 +47,12 @@ def wake_payload(queue: str, not_before: datetime, now: datetime) -> str:
     """What an enqueue NOTIFYs: the queue's name, and for a run that may not start yet, also
     when it may (``emails@1795000000.5``), so idle workers set a timer instead of looking.
     Queue names cannot hold '@'."""
-    if not_before <= now:
-        return queue
-    return f"{queue}@{not_before.timestamp()!r}"
+    return wake_payload_at(queue, None if not_before <= now else not_before.timestamp())
+
+
+def wake_payload_at(queue: str, at: float | None) -> str:
+    """``wake_payload`` for a run startable at Unix time ``at`` (None: now)."""
+    return queue if at is None else f"{queue}@{at!r}"
 
 
 def parse_wake(payload: str) -> tuple[str, float | None]:
@@ -101,6 +107,22 @@ def _check_key(value: str | None, label: str) -> None:
 
 
 Checker = Callable[[tuple, dict], None]
+
+#: A sequence of statements whose next one depends on the rows of the last: it yields
+#: ``(query name, parameters)``, receives the statement's first row (or None), and returns
+#: its result. ``run_plan`` executes one on a psycopg connection, ``pgsched.aio`` on an
+#: async one, so enqueue's logic exists once whichever way it is called.
+Plan = Generator[tuple[str, dict[str, Any]], "dict[str, Any] | None", Any]
+
+
+def run_plan(plan: Plan, fetchone: Callable[[str, dict[str, Any]], Any]) -> Any:
+    """Execute ``plan``, each of its statements with ``fetchone(name, params)``."""
+    try:
+        step = next(plan)
+        while True:
+            step = plan.send(fetchone(*step))
+    except StopIteration as done:
+        return done.value
 
 
 @functools.cache
@@ -204,6 +226,7 @@ class Queue:
         attempts = max_attempts or spec.max_attempts or self.app.settings.max_attempts
         return spec.name, attempts, argument_checker(spec.fn, spec.name)
 
+    @traced_enqueue
     def enqueue(
         self,
         fn: Callable[..., Any],
@@ -225,6 +248,49 @@ class Queue:
         ``on_duplicate="raise"``). With ``conn`` the row is written in the caller's open
         transaction, so it exists exactly when the caller's own writes commit.
         """
+        params = self._enqueue_params(fn, args, kwargs, workflow_id=workflow_id,
+                                      priority=priority, delay=delay, dedup_key=dedup_key,
+                                      max_attempts=max_attempts, timeout=timeout)
+        self.app.ensure_schema()
+        if conn is not None:
+            with self._connection(conn) as target:  # enqueue.sql notifies at its commit
+                return self._insert(target, "enqueue", params, workflow_id, on_duplicate)[0]
+        # Taken first: a process's first enqueue starts the waker, which connects while the
+        # insert runs.
+        waker = waker_for(self.app.db)
+        with self._connection(None) as pooled:
+            handle, inserted = self._insert(pooled, "enqueue_insert", params, workflow_id,
+                                            on_duplicate)
+            if inserted and not (waker.lead() and self._wake_now(pooled, params)):
+                waker.wake(self.name, params["wake_at"])
+        return handle
+
+    def _wake_now(self, conn: Any, params: dict[str, Any]) -> bool:
+        """Send this run's wake-up on ``conn`` (after its insert committed), in a transaction
+        that writes nothing; False if that failed (the row is in: the waker sends it)."""
+        try:
+            conn.execute(self.app.db.sql("wake"),
+                         {"channel": params["channel"], "payloads": [params["wake"]]})
+        except Exception:
+            return False
+        return True
+
+    def _enqueue_params(
+        self,
+        fn: Callable[..., Any] | str,
+        args: tuple,
+        kwargs: dict[str, Any],
+        *,
+        workflow_id: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        dedup_key: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> dict[str, Any]:
+        """The validated, encoded parameters of one run's insert (``enqueue.sql`` and
+        ``enqueue_insert.sql``), for ``enqueue`` and ``enqueue_async`` alike: every check
+        that can fail runs here, before any write. Raises ConfigurationError for bad input."""
         now = utcnow()
         shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
                               timeout=timeout, now=now)
@@ -232,35 +298,55 @@ class Queue:
         check(args, kwargs)
         _check_key(workflow_id, "workflow_id")
         _check_key(dedup_key, "dedup_key")
-        params = {**shared, "id": workflow_id or new_id(), "name": name,
-                  "max_attempts": attempts, "dedup_key": dedup_key,
-                  "inputs": encode_inputs(args, kwargs), "scheduled_at": None,
-                  "schedule_name": None, "parent_id": None, "forked_from": None, "now": now,
-                  "channel": self.app.db.channel,
-                  "wake": wake_payload(self.name, shared["not_before"], now)}
-        self.app.ensure_schema()
-        with self._connection(conn) as target:
-            return self._insert(target, params, workflow_id, on_duplicate)
+        not_before = shared["not_before"]
+        return {**shared, "id": workflow_id or new_id(), "name": name,
+                "max_attempts": attempts, "dedup_key": dedup_key,
+                "inputs": encode_inputs(args, kwargs), "scheduled_at": None,
+                "schedule_name": None, "parent_id": None, "forked_from": None, "now": now,
+                "channel": self.app.db.channel,
+                "wake": wake_payload(self.name, not_before, now),
+                "wake_at": None if not_before <= now else not_before.timestamp(),
+                "trace_context": traceparent()}
+
+    def wake_after_commit(self, params: dict[str, Any]) -> None:
+        """Wake the workers for a run inserted by ``enqueue_insert.sql`` (committed): the
+        process's waker sends the NOTIFY from a write-free transaction (pgsched.wakeups).
+        For enqueue paths other than ``enqueue`` (the async one)."""
+        waker_for(self.app.db).wake(self.name, params["wake_at"])
 
     def _insert(
-        self, conn: Any, params: dict[str, Any], workflow_id: str | None, on_duplicate: str
-    ) -> Handle:
+        self, conn: Any, statement: str, params: dict[str, Any], workflow_id: str | None,
+        on_duplicate: str,
+    ) -> tuple[Handle, bool]:
+        """The run's handle, and whether this call inserted it (else an existing run with
+        the same id or dedup key answers)."""
         cur = conn.cursor(row_factory=dict_row)
-        inserted = cur.execute(self.app.db.sql("enqueue"), params).fetchone()
+        return run_plan(self._insert_plan(statement, params, workflow_id, on_duplicate),
+                        lambda name, values: cur.execute(self.app.db.sql(name),
+                                                         values).fetchone())
+
+    def _insert_plan(
+        self, statement: str, params: dict[str, Any], workflow_id: str | None,
+        on_duplicate: str,
+    ) -> Plan:
+        """Insert one run with ``statement`` (``enqueue``: in the caller's transaction, which
+        notifies at its commit; ``enqueue_insert``: its own, the waker notifies after) and
+        resolve a conflict, as a plan of statements (see ``Plan``): the sync and async
+        enqueue run the same decisions, only the I/O differs. Returns the run's handle and
+        whether this call inserted it."""
+        inserted = yield statement, params
         if inserted is not None:
-            return Handle(self.app.db, params["id"])
+            return Handle(self.app.db, params["id"]), True
         if workflow_id is not None:
-            existing = cur.execute(self.app.db.sql("get_run"), {"id": workflow_id}).fetchone()
+            existing = yield "get_run", {"id": workflow_id}
             if existing is not None and existing["name"] == params["name"]:
-                return Handle(self.app.db, workflow_id)
+                return Handle(self.app.db, workflow_id), False
             if existing is not None:
                 raise ConfigurationError(
                     f"workflow id {workflow_id!r} is already used by a run of "
                     f"{existing['name']!r}; choose another id"
                 )
-        found = cur.execute(
-            self.app.db.sql("find_dedup"), {"queue": self.name, "dedup_key": params["dedup_key"]}
-        ).fetchone()
+        found = yield "find_dedup", {"queue": self.name, "dedup_key": params["dedup_key"]}
         if found is None:
             raise DuplicateJob(
                 f"the run could not be inserted and no conflicting run is visible "
@@ -271,19 +357,23 @@ class Queue:
                 f"queue {self.name!r} already has run {found['id']} with dedup key "
                 f"{params['dedup_key']!r} waiting or running"
             )
-        return Handle(self.app.db, found["id"])
+        return Handle(self.app.db, found["id"]), False
 
     @contextmanager
     def _connection(self, conn: Any) -> Iterator[Any]:
         """The caller's connection (its transaction), else a pooled one in autocommit: an
         enqueue is one statement, its own transaction, and BEGIN and COMMIT would each cost a
         round trip. The dedup look-ups that may follow it only read."""
+        if isinstance(conn, AsyncConnection):
+            raise ConfigurationError("conn is a psycopg AsyncConnection: use await "
+                                     "enqueue_async(...) / enqueue_many_async(...) with it")
         if conn is not None:
             yield conn
             return
         with self.app.db.connection(autocommit=True) as pooled:
             yield pooled
 
+    @traced_enqueue
     def enqueue_many(
         self,
         items: Iterable[tuple[Callable[..., Any], tuple, dict]],
@@ -303,10 +393,8 @@ class Queue:
         process serializes the next, inside one transaction (a savepoint in the caller's),
         so that a bad item found after earlier chunks were sent still leaves nothing behind.
         """
-        now = utcnow()
-        shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
-                              timeout=timeout, now=now)
-        chunks = self._chunks(iter(items), shared, max_attempts, now)
+        chunks = self._batches(items, priority=priority, delay=delay,
+                               max_attempts=max_attempts, timeout=timeout)
         first = next(chunks, None)
         if first is None:
             return []
@@ -324,6 +412,62 @@ class Queue:
                         target.cursor().execute(statement, params)
                         ids.extend(params["ids"])
         return [Handle(self.app.db, workflow_id) for workflow_id in ids]
+
+    async def enqueue_async(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        workflow_id: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        dedup_key: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        conn: Any = None,
+        on_duplicate: Literal["return", "raise"] = "return",
+        **kwargs: Any,
+    ) -> Handle:
+        """``enqueue`` for asyncio code: ``conn`` is a psycopg ``AsyncConnection`` whose open
+        transaction the run joins; without it the app's async pool is used (``pgsched.aio``).
+        """
+        from pgsched import aio
+
+        return await aio.enqueue(self, fn, *args, workflow_id=workflow_id, priority=priority,
+                                 delay=delay, dedup_key=dedup_key, max_attempts=max_attempts,
+                                 timeout=timeout, conn=conn, on_duplicate=on_duplicate,
+                                 **kwargs)
+
+    async def enqueue_many_async(
+        self,
+        items: Iterable[tuple[Callable[..., Any], tuple, dict]],
+        *,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        conn: Any = None,
+    ) -> list[Handle]:
+        """``enqueue_many`` for asyncio code (``conn``: a psycopg ``AsyncConnection``)."""
+        from pgsched import aio
+
+        return await aio.enqueue_many(self, items, priority=priority, delay=delay,
+                                      max_attempts=max_attempts, timeout=timeout, conn=conn)
+
+    def _batches(
+        self,
+        items: Iterable[tuple[Callable[..., Any], tuple, dict]],
+        *,
+        priority: int,
+        delay: float | timedelta | None,
+        max_attempts: int | None,
+        timeout: float | timedelta | None,
+    ) -> Iterator[dict[str, Any]]:
+        """The parameters of ``enqueue_many.sql``'s statements, for ``enqueue_many`` and
+        ``enqueue_many_async`` alike; the options are checked now, the items as they go."""
+        now = utcnow()
+        shared = self._shared(priority=priority, delay=delay, max_attempts=max_attempts,
+                              timeout=timeout, now=now)
+        return self._chunks(iter(items), shared, max_attempts, now)
 
     def _chunks(
         self,
@@ -361,5 +505,6 @@ class Queue:
                 "now": now,
                 "channel": self.app.db.channel,
                 "wake": wake_payload(self.name, shared["not_before"], now),
+                "trace_context": traceparent(),
             }
 

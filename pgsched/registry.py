@@ -33,6 +33,10 @@ class StepSpec:
     retries: int = 0
     backoff: float = 1.0
     max_backoff: float = 60.0
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
 
 
 @dataclass
@@ -58,6 +62,13 @@ class Registry:
     def add_step(self, spec: StepSpec) -> StepSpec:
         if spec.retries < 0:
             raise ConfigurationError(f"retries must be >= 0, got {spec.retries}")
+        if spec.kind == "transaction" and spec.is_async:
+            raise ConfigurationError(
+                f"@app.transaction() {spec.name!r} is an async def; a transaction step gets a "
+                "(blocking) psycopg connection whose writes commit with its checkpoint, so it "
+                "must be a plain def. Async workflows call it like any step; keep awaits "
+                "outside it, in an async @app.step() or the workflow body"
+            )
         self._check_free(spec.name, self.steps)
         self.steps[spec.name] = spec
         return spec

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import threading
 import traceback
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from pgsched import lifecycle
+from pgsched import lifecycle, tracing
 from pgsched.backoff import backoff_seconds
 from pgsched.clock import utcnow
 from pgsched.context import RunContext, current_run
@@ -26,6 +31,7 @@ from pgsched.lifecycle import Outcome
 from pgsched.registry import WorkflowSpec
 from pgsched.retrying import retry_transient
 from pgsched.serialization import decode_inputs, dumps
+from pgsched.waits import Parked
 
 if TYPE_CHECKING:
     from pgsched.db import Database
@@ -67,16 +73,34 @@ def run_body(
     """Run the workflow function with ``ctx`` as the current run.
 
     With ``record`` (child workflows) the run's own row is finished here; top-level runs are
-    finished by the worker in batches.
+    finished by the worker in batches. An async workflow runs on an event loop of its own
+    (``run_body_async``); an async child of an async parent runs on its parent's loop.
     """
+    if spec.is_async:
+        return run_coroutine(
+            run_body_async(ctx, spec, args, kwargs, record=record, timeout=timeout))
+    with _body_of(ctx, spec, record) as result:
+        result.append(spec.fn(*args, **kwargs))
+    return result[0]
+
+
+@contextmanager
+def _body_of(ctx: RunContext, spec: WorkflowSpec, record: bool) -> Iterator[list[Any]]:
+    """``ctx`` is the current run inside the block, which puts the body's result in the
+    list it is given. With ``record`` (a child) the run's row is finished as the block
+    ends: SUCCESS with that result, WAITING for a park, ERROR for any other exception; a
+    lost claim writes nothing."""
     reset = current_run.set(ctx)
+    ctx.thread_id = threading.get_ident()
+    result: list[Any] = []
     try:
-        if spec.is_async:
-            result = asyncio.run(_with_timeout(spec.fn(*args, **kwargs), timeout))
-        else:
-            result = spec.fn(*args, **kwargs)
-        output = dumps(result, f"result of workflow {spec.name!r}") if record else None
+        yield result
+        output = dumps(result[0], f"result of workflow {spec.name!r}") if record else None
     except ClaimLost:
+        raise
+    except Parked as parked:
+        if record:
+            finish_now(ctx, parked_outcome(ctx, parked))
         raise
     except BaseException as exc:
         if record:
@@ -87,7 +111,68 @@ def run_body(
     if record:
         finish_now(ctx, Outcome(ctx.workflow_id, ctx.token, "SUCCESS", output=output,
                                 checkpoints=len(ctx.checkpoints)))
-    return result
+
+
+def parked_outcome(ctx: RunContext, parked: Parked) -> Outcome:
+    """The WAITING outcome of a run whose workflow called a wait that is not over."""
+    return Outcome(ctx.workflow_id, ctx.token, "WAITING", wake_at=parked.wake_at,
+                   wait_run=parked.wait_run, wait_topic=parked.wait_topic,
+                   checkpoints=len(ctx.checkpoints))
+
+
+async def run_body_async(
+    ctx: RunContext,
+    spec: WorkflowSpec,
+    args: tuple,
+    kwargs: dict,
+    *,
+    record: bool = False,
+    timeout: float | None = None,
+) -> Any:
+    """``run_body`` for an ``async def`` workflow, on the running loop. The outcome of a
+    child is written from the loop's thread: a short write, and one that must happen even
+    while the child's task is being cancelled."""
+    async def body() -> Any:
+        ctx.task = asyncio.current_task()  # the timeout runs the body in a task of its own
+        return await spec.fn(*args, **kwargs)
+
+    with _body_of(ctx, spec, record) as result:
+        result.append(await _with_timeout(body(), timeout))
+    return result[0]
+
+
+class ContextExecutor(ThreadPoolExecutor):
+    """The default executor of a workflow's event loop: each task runs in a copy of the
+    submitter's context, as ``asyncio.to_thread`` does, so a step called through
+    ``run_in_executor`` knows its run (and is refused) instead of running unrecorded."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` to its result on a fresh event loop in this thread (what ``asyncio.run``
+    does), with a default executor that carries the caller's context into its threads.
+
+    ``run_in_executor(None, step)`` then sees the run it was called from, and is refused like
+    ``asyncio.to_thread(step)`` instead of silently running the step unrecorded.
+    """
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(ContextExecutor())
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 async def _with_timeout(coro: Any, timeout: float | None) -> Any:
@@ -123,8 +208,12 @@ def execute(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outco
     and the retry budget all behave as for a ``ValueError``.
     """
     outcome = _attempt(ctx, spec, claim)
-    # What the finish checks against the database: checkpoints lost since are redone.
-    return None if outcome is None else replace(outcome, checkpoints=len(ctx.checkpoints))
+    # What the finish checks against the database: checkpoints lost since are redone. Most
+    # runs wrote none, and ``replace`` was a quarter of a no-op run's cost in the worker.
+    written = len(ctx.checkpoints)
+    if outcome is None or outcome.checkpoints == written:
+        return outcome
+    return replace(outcome, checkpoints=written)
 
 
 def _attempt(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outcome | None:
@@ -135,6 +224,8 @@ def _attempt(ctx: RunContext, spec: WorkflowSpec, claim: dict[str, Any]) -> Outc
         output = dumps(result, f"result of workflow {spec.name!r}")
     except ClaimLost:
         return None
+    except Parked as parked:
+        return parked_outcome(ctx, parked)
     except JobTimeout as exc:
         return Outcome(ctx.workflow_id, token, "CANCELLED", error=error_json(exc))
     except NON_RETRYABLE as exc:
@@ -168,7 +259,7 @@ def execute_claimed(
     try:
         if row["has_steps"]:
             load_checkpoints(ctx)
-        outcome = execute(ctx, spec, row)
+        outcome = tracing.run(execute, ctx, spec, row)
     except BaseException as exc:
         logger.bind(component="run").exception("run {} crashed the runner", row["id"])
         outcome = Outcome(row["id"], token, "ERROR", error=error_json(exc))

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pgsched.errors import SerializationError
+from pgsched.errors import NotRegistered, SerializationError
 
 TAG = "__pgsched__"
 
@@ -91,10 +91,22 @@ def _to_json(value: Any, path: str) -> Any:
 
 
 def _load_class(path: str) -> type:
+    """The class a stored value names as ``module:qualname``, by the module name the
+    process that stored it imported it under (``pgsched.loader`` loads a worker's app file
+    under that same dotted name)."""
     module_name, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise NotRegistered(
+            f"cannot load the stored type {path} on this worker ({type(exc).__name__}: "
+            f"{exc}). Deploy the code that defines it, and start the worker so it imports "
+            f"that code under the same module name the enqueuing process used: "
+            f"`pgsched worker {module_name}:app`, or `pgsched worker "
+            f"{module_name.replace('.', '/')}.py` from the directory that holds it"
+        ) from exc
     if not isinstance(obj, type):
         raise SerializationError(f"{path} is not a class")
     return obj

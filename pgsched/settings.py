@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=8, ge=1, le=1024)
     pool_size: int = Field(
         default=10, ge=1, le=200,
-        description="Pool connections at most; a worker raises it to concurrency + 3.",
+        description="Pool connections at most; a worker raises it to concurrency + 4.",
     )
     pool_max_idle: float = Field(
         default=60.0, gt=0, description="Seconds before an unused pooled connection closes."
@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Address the health server binds. 0.0.0.0 in a pod, where the kubelet "
         "probes the pod's IP; the Helm chart and the Dockerfile set it.",
+    )
+    otel_export: str | None = Field(
+        default=None,
+        description="Worker: export OpenTelemetry spans: 'console' (stdout) or a file path "
+        "(JSON lines). Unset: spans go wherever the app's own OpenTelemetry setup sends them.",
     )
     prune_older_than: float | None = Field(
         default=None, gt=0, description="Seconds; when set, one worker prunes finished runs."

@@ -69,7 +69,7 @@ class Soak(Bench):
         self.jobs = jobs
         self.slice_size = min(slice_size, jobs)
         self.port = _free_port()
-        self.worker_env = {"PGSCHED_HEALTH_PORT": str(self.port)}
+        self.worker_env["PGSCHED_HEALTH_PORT"] = str(self.port)
         self.pruned = 0
         self._stop = threading.Event()
 

@@ -111,6 +111,7 @@ def in_process_worker(app: App, queues: list[str]) -> Iterator[str]:
         "concurrency": 1,
         "queue_limits": Jsonb({}),  # declares nothing beyond declare_queues
         "version": __version__,
+        "app_version": app.version,
     }
     with app.db.connection() as conn:
         conn.execute(app.db.sql("worker_register"), params)
@@ -143,7 +144,8 @@ def run_until_idle(
     limits a worker obeys. Work a run enqueues for now runs in the same call; a retry with
     backoff or a delayed job waits until the clock reaches it. Returns one dict per
     execution: ``id``, ``name``, ``queue``, ``status`` (``ENQUEUED`` means a retry was
-    scheduled), ``attempt``, ``scheduled_at``, ``output`` and ``error``.
+    scheduled; ``WAITING``, that the run parked in pgsched.sleep or pgsched.recv),
+    ``attempt``, ``scheduled_at``, ``output`` and ``error``.
     """
     _check_clock()
     app.ensure_schema()
@@ -158,11 +160,15 @@ def run_until_idle(
             for queue in selected:
                 with app.db.connection() as conn:
                     rows = lifecycle.claim(conn, app.db, queue, 1, worker_id=worker_id,
-                                           names=names, now=utcnow())
+                                           names=names, now=utcnow(), version=app.version)
                 if rows:
                     found = (queue, rows[0])
                     break
             if found is None:
+                with app.db.connection(autocommit=True) as conn:
+                    woken, _ = lifecycle.wake_due(conn, app.db, now=utcnow())
+                if woken:
+                    continue  # parked runs whose time came: run them now too
                 return executed
             if len(executed) >= max_runs:
                 raise PgschedError(
@@ -181,11 +187,14 @@ def run_until_idle(
 
 def _next_due(app: App, now: datetime) -> datetime | None:
     """The earliest instant after ``now`` when something could happen: a schedule's next
-    tick, or a waiting run (retry, delayed job) coming due."""
+    tick, a waiting run (retry, delayed job) coming due, or a parked run's wake time."""
     candidates = [schedule.next_tick(now) for schedule in app.schedules.values()]
     with app.db.connection() as conn:
         found = peek(conn, app.db, sorted(app.queues), sorted(app.registry.workflows), now)
+        # limit 0: wakes nothing, only tells when the next parked run comes due
+        _, next_wake = lifecycle.wake_due(conn, app.db, now=now, limit=0)
     candidates += [w.next_due for w in found.values() if w.next_due is not None]
+    candidates += [next_wake] if next_wake is not None else []
     return min(candidates, default=None)
 
 

@@ -115,6 +115,17 @@ def load_app_module(env: dict[str, str]) -> Iterator[Callable[[str], ModuleType]
 
 
 @pytest.fixture
+def steps(load_app_module: Callable[[str], ModuleType], sql: Callable[..., list[tuple]]
+          ) -> ModuleType:
+    """tests/apps/steps_app.py with its tables, for the step-composition and async tests."""
+    module = load_app_module("steps_app.py")
+    module.app.migrate()
+    for ddl in module.TABLES:
+        sql(ddl)
+    return module
+
+
+@pytest.fixture
 def sql(database_url: str, schema: str) -> Callable[..., list[tuple]]:
     """Run SQL in the test's schema and return all rows (autocommit)."""
 

@@ -79,15 +79,18 @@ class TcpProxy:
 
     def _serve(self) -> None:
         while not self._closed.is_set():
-            with self._lock:
-                watched = [self.listener]
-                if self.mode == "open":
-                    watched.extend(self.peers)
             selector = selectors.DefaultSelector()
-            for sock in watched:
-                selector.register(sock, selectors.EVENT_READ)
+            # Registered under the lock: a cut() in between would close a socket first, and
+            # registering a closed one raises, which ended this thread (and the proxy) for
+            # good. One closed while select() waits just drops out of the epoll set.
+            with self._lock:
+                selector.register(self.listener, selectors.EVENT_READ)
+                for sock in self.peers if self.mode == "open" else ():
+                    selector.register(sock, selectors.EVENT_READ)
             try:
                 events = selector.select(timeout=0.05)
+            except (OSError, ValueError):
+                events = []
             finally:
                 selector.close()
             with self._lock:

@@ -32,6 +32,9 @@ def test_bench_reports_every_measurement_and_cleans_up(env, database_url) -> Non
     assert result["drain_per_s"] > 0 and result["statements_per_job"] > 0
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    under_load = result["latency_under_load_ms"]
+    assert set(under_load) == {"p50", "p99", "samples"} and under_load["samples"] >= 0
+    assert "scaling" not in result
     ceiling = result["ceiling"]
     assert ceiling["tool"] in ("pgbench", "psycopg") and ceiling["per_s"] > 0
     assert ceiling["per_s"] == sum(ceiling["samples"]) / 2 and ceiling["psycopg_per_s"] > 0
@@ -89,3 +92,72 @@ def test_soak_reports_each_slice_and_the_tables_at_the_end(env, database_url) ->
         left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
                             (result["schema"],)).fetchone()[0]
     assert left == 0, "the soak must drop its throwaway schema"
+
+
+def run_scaling(env, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pgsched", "bench", "--jobs", "40", "--concurrency", "2",
+         "--latency-samples", "5", "--idle-seconds", "1", "--producers", "2",
+         "--workers", "2", "--rounds", "2", *extra, "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)["scaling"]
+
+
+def test_bench_scales_producers_and_workers_round_by_round(env) -> None:
+    """``--producers 2 --workers 2 --rounds 2``: each round has 1 and 2 producer processes
+    beside pgbench -c 1 and -c 2, drains by 1 and 2 worker processes, and drains a queue
+    whose fleet-wide limit is half of the 2 workers' capacity, which is never exceeded; the
+    summary is the median and range of the rounds."""
+    scaling = run_scaling(env)
+    assert scaling["producers"] == 2 and scaling["workers"] == [1, 2]
+    assert len(scaling["rounds"]) == 2 and scaling["compare"] is None
+    keys = {"producers_1_per_s", "producers_2_per_s", "drain_1_workers_per_s",
+            "drain_2_workers_per_s", "drain_2_workers_limited_per_s", "limited_max_running",
+            "limited_snapshots", "limited_concurrency"}
+    for row in scaling["rounds"]:
+        assert set(row) == {"ceiling", "pgsched"}
+        assert set(row["pgsched"]) == keys
+        # A snapshot may fall between runs, so the most seen RUNNING may be 0 at this size.
+        assert all(value > 0 for key, value in row["pgsched"].items()
+                   if key != "limited_max_running")
+        assert row["pgsched"]["limited_concurrency"] == 2  # 2 workers x concurrency 2, halved
+        assert 0 <= row["pgsched"]["limited_max_running"] <= 2
+        assert set(row["ceiling"]) == {"pgbench_c1", "pgbench_c2", "pgbench_enqueue_c1",
+                                       "pgbench_enqueue_c2"}
+        if shutil.which("pgbench"):  # each script ran (a script pgbench refuses gives None)
+            assert all(value > 0 for value in row["ceiling"].values())
+    for key in keys:
+        values = [row["pgsched"][key] for row in scaling["rounds"]]
+        summary = scaling["summary"]["pgsched"][key]
+        assert (summary["min"], summary["max"]) == (min(values), max(values))
+        assert summary["median"] == pytest.approx(sum(values) / 2)
+
+
+def test_bench_compares_with_pgqueuer_when_installed(env) -> None:
+    pytest.importorskip("pgqueuer")
+    pytest.importorskip("asyncpg")
+    scaling = run_scaling(env, "--compare", "pgqueuer")
+    keys = {"producers_1_per_s", "producers_2_per_s", "drain_1_workers_per_s",
+            "drain_2_workers_per_s", "single_enqueue_per_s", "start_p50_ms", "start_p99_ms"}
+    for row in scaling["rounds"]:
+        assert set(row["pgqueuer"]) == keys
+        assert set(row["pgsched"]) == keys | {"drain_2_workers_limited_per_s",
+                                              "limited_max_running", "limited_snapshots",
+                                              "limited_concurrency"}
+        assert all(value > 0 for value in row["pgqueuer"].values())
+
+
+def test_compare_without_pgqueuer_says_what_to_install(env, tmp_path) -> None:
+    """With pgqueuer not importable, ``--compare pgqueuer`` fails with the pip command."""
+    blocker = tmp_path / "pgqueuer.py"
+    blocker.write_text("raise ImportError('not installed here')\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pgsched", "bench", "--jobs", "10", "--concurrency", "1",
+         "--latency-samples", "5", "--idle-seconds", "1", "--compare", "pgqueuer"],
+        env={**env, "PYTHONPATH": f"{tmp_path}:{env['PYTHONPATH']}"}, cwd=ROOT,
+        capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode != 0
+    assert "pip install 'pgsched[bench]'" in proc.stderr

@@ -100,7 +100,8 @@ def test_workflows_show_table_and_json(migrated: None, run_cli) -> None:
     run = json.loads(run_cli("workflows", "show", "0190c2d1-aaaa", "--json").output)
     assert run["id"] == "0190c2d1-aaaa-7000-8000-000000000001"  # a unique prefix is enough
     assert set(run) == LIST_KEYS - {"error_type"} | {
-        "dedup_key", "inputs", "output", "error", "timeout_s", "duration_s", "steps", "children"}
+        "dedup_key", "inputs", "output", "error", "timeout_s", "duration_s", "steps", "children",
+        "wake_at", "wait_run", "wait_topic", "app_version", "events", "messages"}
     assert [s["step_number"] for s in run["steps"]] == [1, 2, 3]
     assert set(run["steps"][0]) == STEP_KEYS
 

@@ -123,6 +123,7 @@ def test_every_command_completes_with_no_url(operator: Operator) -> None:
     assert "sum-1" in op.text("pgsched workflows list")
     _dashboard_serves(op, "sum-1")
     assert op.json("pgsched workflows fork sum-1 --from-step 1")["forked_from"] == "sum-1"
+    assert [r["workers"] for r in op.json("pgsched workflows versions") if r["version"]] == [1]
 
     op.text("pgsched enqueue emails boom --args '[\"no\"]' --workflow-id boom-1")
     wait_for(lambda: op.json("pgsched workflows show boom-1")["status"] == "DEAD", TIMEOUT,

@@ -18,9 +18,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -48,6 +50,28 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(asgi: Any, probe: str = "/runs") -> Iterator[str]:
+    """Serve an ASGI app on a free local port in a thread; yield its base URL once
+    ``probe`` answers, and stop it on exit."""
+    import threading
+
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _up(base + probe), 30, what=f"{probe} to answer")
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _up(url: str) -> bool:
@@ -306,9 +330,6 @@ def test_read_only_by_default(demo: ModuleType, env: dict[str, str], tmp_path: P
 def test_mounted_inside_another_asgi_app(demo: ModuleType, sql: SQL) -> None:
     """``create_app(app.db)`` under a prefix of the user's app: links, assets and actions
     stay under that prefix."""
-    import threading
-
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
@@ -316,19 +337,9 @@ def test_mounted_inside_another_asgi_app(demo: ModuleType, sql: SQL) -> None:
 
     demo.reports.enqueue(demo.build_report, "m", workflow_id="mounted-1", delay=3600)
     web = Starlette(routes=[Mount("/ops/pgsched", app=create_app(demo.app.db))])
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _up(base + "/ops/pgsched/runs"), 30, what="the mounted dashboard")
+    with serving(web, "/ops/pgsched/runs") as base:
         html = _Client(base).get("/ops/pgsched/runs")
         assert 'href="/ops/pgsched/runs/mounted-1"' in html
         assert 'src="/ops/pgsched/static/dashboard.js"' in html
         assert _up(base + "/ops/pgsched/static/dashboard.js")
         assert 'action="' not in _Client(base).get("/ops/pgsched/runs/mounted-1")
-    finally:
-        server.should_exit = True
-        thread.join(10)

@@ -90,6 +90,60 @@ def test_claim_statements_counts_what_a_round_sends(make_app, database_url, sql)
         proxy.close()
 
 
+def test_an_idle_poll_is_two_statements_and_reads_limits_and_live_versions(
+        make_app, database_url, sql) -> None:
+    """An idle worker polls every ten poll intervals: the queues' limits and the live
+    workers' versions in one statement, then the peek. Counted on the wire."""
+    proxy = Proxy(database_url)
+    try:
+        app = make_app("polled", database_url=proxy.url(database_url))
+        limited, plain = app.queue("limited", concurrency=3), app.queue("plain")
+        app.migrate()
+        with app.db.connection() as conn:
+            declare_queues(conn, app.db, [limited, plain], utcnow())
+        sql("UPDATE queues SET concurrency = 2 WHERE name = 'limited'")  # another release's
+        sql("INSERT INTO workers (id, hostname, pid, app, queues, workflows, concurrency, "
+            "app_version) VALUES ('w-old', 'h', 1, 'polled', '{limited}', '{}', 1, 'v1'), "
+            "('w-gone', 'h', 2, 'polled', '{limited}', '{}', 1, 'v0')")
+        sql("UPDATE workers SET heartbeat_at = now() - interval '1 hour' WHERE id = 'w-gone'")
+        dispatcher = Dispatcher(app, "w-test", [limited, plain], 4, WorkerMetrics())
+        conn = dispatcher._connect()
+        before = proxy.counts.snapshot()
+        dispatcher._poll(conn, 0.0)
+        assert proxy.counts.snapshot() - before == 2
+        assert dispatcher.live_versions == ["v1"]
+        assert [(q.name, q.concurrency) for q in dispatcher.queues] == [
+            ("limited", 2), ("plain", None)]
+        conn.close()
+    finally:
+        proxy.close()
+
+
+def test_workflow_names_sent_as_one_literal_claim_exactly_those_runs(make_app, sql) -> None:
+    """The dispatcher sends its workflow names as one array literal, encoded once: names
+    that need quoting in it still match exactly, in the poll and in the claim."""
+    app = make_app("quoting")
+    jobs = app.queue("jobs")
+    odd = ['a,b', 'q"uote', "back\\slash", "{brace}", "sp ace", "NULL", "it's"]
+    for name in odd:
+        app.workflow(name=name)(lambda: None)
+    app.migrate()
+    for name in [*odd, "unregistered"]:
+        sql("INSERT INTO workflows (id, name, status, queue, inputs, max_attempts, not_before, "
+            "created_at, updated_at) VALUES (%s, %s, 'ENQUEUED', 'jobs', '{}', 1, now(), now(), "
+            "now())",
+            (f"run-{name}", name))
+    dispatcher = Dispatcher(app, "w-test", [jobs], 16, WorkerMetrics())
+    dispatcher.executor.submit = lambda task: None  # claimed runs are not executed
+    conn = dispatcher._connect()
+    assert isinstance(dispatcher.names, str)
+    assert dispatcher._poll(conn, 0.0)
+    assert dispatcher._round(conn, claim_more=True) == len(odd)
+    assert sorted(dispatcher.running) == sorted(f"run-{name}" for name in odd)
+    assert sql("SELECT status FROM workflows WHERE name = 'unregistered'") == [("ENQUEUED",)]
+    conn.close()
+
+
 def test_rate_limited_claims_take_their_locks_in_one_order(make_app, database_url, schema):
     """Two rate-limited queues, and a round whose rotation starts at the second: its claims
     must still lock the queues in name order. A peer worker holds the first queue's lock and

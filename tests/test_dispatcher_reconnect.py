@@ -15,6 +15,11 @@ def test_runs_owned_but_unknown_after_a_reconnect_are_handed_back(load_app_modul
     workers.start("core_app.py")
     workers.wait_registered(sql, 1)
     (worker_id,) = sql("SELECT id FROM workers")[0]
+    # The worker registers before its dispatcher connects: cut the connections only once the
+    # dispatcher has polled on its own, or there is nothing for it to reconnect from.
+    wait_for(lambda: sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                         "AND query LIKE '%%queries/peek.sql%%'", (worker_id,))[0][0] > 0,
+             30, what="the dispatcher's first poll", logs=workers.logs)
     # What a lost COMMIT leaves behind: the row says this live worker runs it; the worker
     # never saw the claim's result.
     sql("INSERT INTO workflows (id, name, status, queue, inputs, attempts, max_attempts, "

@@ -35,7 +35,9 @@ def health_app(load_app_module, sql):
 @pytest.fixture
 def own_role(database_url: str) -> Iterator[str]:
     """A login role of this test's own, so its worker's connections can be told apart in
-    pg_stat_activity from everything else on a shared server."""
+    pg_stat_activity from everything else on a shared server. A test names it before
+    ``workers``: fixtures end in reverse order, so its workers are killed before the role's
+    backends are ended (a live worker would reconnect as fast as they end)."""
     role = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
@@ -57,8 +59,8 @@ def start_served(workers, *args: str, env: dict[str, str] | None = None) -> int:
     return port
 
 
-def test_concurrent_readyz_opens_no_database_connection(health_app, workers, database_url,
-                                                        own_role):
+def test_concurrent_readyz_opens_no_database_connection(health_app, own_role, workers,
+                                                        database_url):
     """60 concurrent /readyz used to open about 30 connections; now each answer comes from
     memory. Every backend the worker's role starts during the burst is caught by sampling
     pg_stat_activity continuously."""

@@ -1,11 +1,12 @@
 """The statements every worker runs all day stay index probes as the table grows.
 
-200,000 finished cron runs and 100,000 delayed runs sit in ``workflows`` (the shape that made
-the overlap check, the claim and the peek read the whole backlog). Each statement is run with
-EXPLAIN ANALYZE, under the plan a fresh statement gets and under the generic plan a prepared
-statement may switch to: no plan reads the whole table, and each touches a few dozen buffers,
-a number that does not grow with the table (a walk over the delayed entries alone is
-hundreds). Timings at this size and at 10x are in the README's Benchmark section.
+200,000 finished cron runs, 100,000 delayed runs and 10,000 parked (waiting) runs sit in
+``workflows`` (the shape that made the overlap check, the claim and the peek read the whole
+backlog). Each statement is run with EXPLAIN ANALYZE, under the plan a fresh statement gets
+and under the generic plan a prepared statement may switch to: no plan reads the whole
+table, and each touches a few dozen buffers, a number that does not grow with the table (a
+walk over the delayed entries alone is hundreds). Timings at this size and at 10x are in
+the README's Benchmark section.
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def _fill(conn: psycopg.Connection) -> None:
         "%s, now(), now() FROM generate_series(1, 20) g",
         (inputs, NOW - timedelta(seconds=1)),
     )
+    # 10,000 runs parked in pgsched.sleep / pgsched.recv, half with a wake time a week on.
+    conn.execute(
+        "INSERT INTO workflows (id, name, status, queue, inputs, max_attempts, not_before, "
+        "created_at, updated_at, wake_at, wait_run, wait_topic) "
+        "SELECT 'parked-' || g, 'job', 'WAITING', 'default', %s, 5, %s, now(), now(), "
+        "CASE WHEN g %% 2 = 0 THEN %s::timestamptz + interval '7 days' + g * interval '1 second' "
+        "END, 'parked-' || g, 'approval' FROM generate_series(1, 10000) g",
+        (inputs, NOW, NOW),
+    )
     conn.execute(
         "INSERT INTO schedules (name, expression, timezone, queue, catch_up, overlap, "
         "created_at, updated_at) VALUES ('tick', '* * * * * *', 'UTC', 'default', 'latest', "
@@ -97,7 +107,7 @@ def test_worker_hot_paths_are_index_probes_on_a_large_table(
         _fill(conn)
         conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(plan_mode)))
         claim = {"queue": "default", "limit": 8, "names": ["job"], "worker": "w1", "now": NOW,
-                 "suspect": False}
+                 "suspect": False, "version": "v2", "live_versions": ["v1", "v2"]}
         limited = {**claim, "limited": False, "rate_limit": None, "window_start": None,
                    "prune_before": None}
         peek = {"queues": ["default"], "names": ["job", "tick"], "now": NOW}
@@ -113,8 +123,24 @@ def test_worker_hot_paths_are_index_probes_on_a_large_table(
             # executor without reading the finished ones.
             "takeover": (app.db.sql("takeover"), {"worker": "w1", "timeout_s": 30, "now": NOW,
                                                    "channel": "pgsched_test"}),
+            # Every waker pass, on every worker, however many runs wait.
+            "wake_due": (app.db.sql("wake_due"), {"now": NOW, "limit": 1000,
+                                                  "channel": "pgsched_test"}),
         }
+        # A drain leaves an entry in the executor index for every row version its worker
+        # claimed, until vacuum: the finish finds the runs whose threads returned by id
+        # alone, never by reading all of those.
+        conn.execute("UPDATE workflows SET executor = 'w1' WHERE id IN "
+                     "(SELECT 'cron:tick:' || g FROM generate_series(1, 5000) g)")
+        conn.execute("UPDATE workflows SET executor = NULL WHERE executor = 'w1'")
+        returned = [f"cron:tick:{g}" for g in range(190_001, 190_009)]
+        probes["finish"] = (app.db.sql("finish"), {
+            "ids": [], "tokens": [], "statuses": [], "outputs": [], "errors": [],
+            "not_befores": [], "releases": [], "checkpoints": [], "wake_ats": [],
+            "wait_runs": [], "wait_topics": [], "returned": returned, "worker": "w1",
+            "now": NOW, "channel": "pgsched_test"})
         found = {label: _buffers(conn, query, params) for label, (query, params) in probes.items()}
+        assert "workflows_executor" not in found["finish"][0], found["finish"][0]
         claimed = conn.execute(app.db.sql("claim_unlimited"), claim).fetchall()
         assert sorted(row[0] for row in claimed) == sorted(f"ready-{g}" for g in range(1, 9))
         peeked = conn.execute(app.db.sql("peek"), peek).fetchall()

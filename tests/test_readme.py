@@ -57,7 +57,10 @@ EXAMPLE_OUTPUT = {
     "quickstart.py": "fulfilled",
     "orders.py": "paid: 2500 cents",
     "webapp.py": "welcome email to ada@example.com",
+    "fastapi_app.py": "packed order 1 (2 x mug)",
     "cron_test_example.py": "4 passed",
+    "approval.py": "claim 7 submitted for approval",
+    "saga.py": "cancelled: the carrier refuses fragile-vase",
 }
 #: Example files that are not programs, and the test that covers each.
 EXAMPLE_DATA = {"values.yaml": "tests/test_helm_chart.py"}
@@ -319,10 +322,11 @@ def test_example_runs_with_the_command_in_its_docstring(name: str) -> None:
             output = person.run(line)
         else:
             port = free_port()
-            person.env["FLASK_RUN_PORT"] = str(port)
-            output = person.run_until(
-                line, EXAMPLE_OUTPUT[name],
-                then=then.replace("localhost:5000", f"localhost:{port}") if then else None)
+            # Flask's and uvicorn's default ports, moved to a free one.
+            person.env["FLASK_RUN_PORT"] = person.env["UVICORN_PORT"] = str(port)
+            if then:
+                then = re.sub(r"localhost:(5000|8000)\b", f"localhost:{port}", then)
+            output = person.run_until(line, EXAMPLE_OUTPUT[name], then=then)
         assert EXAMPLE_OUTPUT[name] in output, output[-3000:]
         assert (person.data_dir / "PG_VERSION").exists(), "it ran on the embedded default"
     finally:

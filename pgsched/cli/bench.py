@@ -16,6 +16,17 @@ from pgsched.cli.common import cli, database_of, echo_json, json_option
               help="Enqueue-to-start samples taken with an idle worker.")
 @click.option("--idle-seconds", type=click.FloatRange(min=1), default=10.0, show_default=True,
               help="How long to count the statements of an idle worker.")
+@click.option("--producers", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N", help="Also enqueue from 1 and from N separate producer processes "
+                                "(one job per transaction), beside `pgbench -c 1` and `-c N`.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N", help="Also drain --jobs no-op jobs by 1, 2, 4 ... N separate "
+                                "`pgsched worker` processes of --concurrency each.")
+@click.option("--compare", type=click.Choice(["pgqueuer"]), default=None,
+              help="The same scaling measurements on pgqueuer's async API (needs "
+                   "`pip install 'pgsched[bench]'`), interleaved round by round.")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rounds of the scaling measurements; the table shows median and range.")
 @click.option("--soak", type=click.IntRange(min=1), default=None, metavar="N",
               help="Instead: push N jobs through enqueue and drain with pruning on, and "
                    "report drain rate and claim p99 per slice, and table sizes at the end.")
@@ -24,8 +35,8 @@ from pgsched.cli.common import cli, database_of, echo_json, json_option
 @json_option
 @click.pass_context
 def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_samples: int,
-                  idle_seconds: float, soak: int | None, slice_size: int,
-                  as_json: bool) -> None:
+                  idle_seconds: float, producers: int, workers: int, compare: str | None,
+                  rounds: int, soak: int | None, slice_size: int, as_json: bool) -> None:
     """Measure enqueue, drain, latency and idle load in a throwaway schema (dropped after).
 
     Commits stay as durable as the server is configured (fsync and synchronous_commit are
@@ -39,7 +50,9 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
     if soak is not None:
         _soak(url, soak, slice_size, concurrency, as_json)
         return
-    result = Bench(url, BenchConfig(jobs, concurrency, latency_samples, idle_seconds)).run()
+    config = BenchConfig(jobs, concurrency, latency_samples, idle_seconds, producers=producers,
+                         workers=workers, compare=compare, rounds=rounds)
+    result = Bench(url, config).run()
     if as_json:
         echo_json(result)
         return
@@ -62,12 +75,68 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
         (f"drain {jobs:,} no-op jobs, concurrency {concurrency}", rate("drain_per_s")),
         ("enqueue-to-start p50 / p95 / p99",
          f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['p99']:.2f} ms"),
+        ("  same, while draining another queue",
+         f"{result['latency_under_load_ms']['p50']:.2f} / - / "
+         f"{result['latency_under_load_ms']['p99']:.2f} ms "
+         f"({result['latency_under_load_ms']['samples']} samples)"),
         ("idle worker statements", f"{result['idle_statements_per_s']:.2f} /s"),
         ("statements per drained job", f"{result['statements_per_job']:.2f}"),
     ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label:<{width}}  {value}")
+    if "scaling" in result:
+        _scaling_table(result["scaling"])
+
+
+def _scaling_table(scaling: dict) -> None:
+    """Median and range over the rounds, per system, with the ceilings beside."""
+    summary = scaling["summary"]
+    systems = [name for name in ("pgsched", "pgqueuer") if name in summary]
+    n = scaling["producers"]
+
+    def cell(system: str, key: str, unit: str = "/s") -> str:
+        got = summary.get(system, {}).get(key)
+        if got is None:
+            return "-"
+        digits = ".2f" if unit == " ms" else ",.0f"
+        if got["min"] == got["max"]:
+            return f"{got['median']:{digits}}{unit}"
+        return (f"{got['median']:{digits}}{unit} ({got['min']:{digits}}-"
+                f"{got['max']:{digits}})")
+
+    rows: list[tuple[str, str]] = []
+    if n:
+        rows.append(("1 producer process", "producers_1_per_s"))
+        rows.append((f"{n} producer processes", f"producers_{n}_per_s"))
+    rows += [(f"drain, {size} worker process(es)", f"drain_{size}_workers_per_s")
+             for size in scaling["workers"]]
+    most = scaling["workers"][-1] if scaling["workers"] else 0
+    if most > 1:
+        limit = scaling["rounds"][0]["pgsched"].get("limited_concurrency")
+        rows += [(f"drain, {most} workers, concurrency={limit} queue",
+                  f"drain_{most}_workers_limited_per_s"),
+                 ("  most runs RUNNING in one snapshot", "limited_max_running")]
+    if scaling["compare"]:
+        rows += [("single enqueue, in-process", "single_enqueue_per_s"),
+                 ("enqueue-to-start p50", "start_p50_ms"),
+                 ("enqueue-to-start p99", "start_p99_ms")]
+    click.echo(f"\nscaling: {len(scaling['rounds'])} round(s), median (min-max); "
+               f"{scaling['producer_jobs']:,} jobs per producer")
+    header = ["", *systems,
+              "ceiling: pgbench, bare 1-row INSERT; pgsched's own INSERT, prepared"]
+    lines = [header]
+    for label, key in rows:
+        unit = " ms" if key.endswith("_ms") else "" if key.endswith("_running") else "/s"
+        ceiling = ""
+        if key in ("producers_1_per_s", f"producers_{n}_per_s"):
+            c = 1 if key == "producers_1_per_s" else n
+            ceiling = (f"-c {c}: {cell('ceiling', f'pgbench_c{c}')}; pgsched's INSERT: "
+                       f"{cell('ceiling', f'pgbench_enqueue_c{c}')}")
+        lines.append([label, *[cell(s, key, unit) for s in systems], ceiling])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)))
 
 
 def _soak(url: str, jobs: int, slice_size: int, concurrency: int, as_json: bool) -> None:

@@ -38,7 +38,7 @@ def insert_run(db: Database, *, name: str, queue: str, args: list[Any], kwargs: 
         "timeout_s": None, "not_before": not_before,
         "scheduled_at": now if schedule_name else None, "schedule_name": schedule_name,
         "parent_id": None, "forked_from": None, "now": now, "channel": db.channel,
-        "wake": wake_payload(queue, not_before, now),
+        "wake": wake_payload(queue, not_before, now), "trace_context": None,
     }
     with db.connection() as conn:
         if conn.execute(db.sql("enqueue"), params).fetchone() is None:

@@ -1,4 +1,4 @@
-"""``pgsched workflows list|show|cancel|resume|retry|fork`` and ``pgsched prune``.
+"""``pgsched workflows list|show|cancel|resume|retry|fork|versions`` and ``pgsched prune``.
 
 Everything here works from ``--database-url`` and ``--schema`` alone: no user code is
 imported. ``resume``, ``retry`` and ``fork`` only write rows; workers that have the code pick
@@ -244,9 +244,16 @@ def show_command(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     ]
     if run["status"] == "ENQUEUED" and run["not_before"] > now:
         lines.append(_field("not before", plain(run["not_before"])))
+    if run["status"] == "WAITING" and run["parent_id"] is None:
+        waits_for = (f"a message on {run['wait_topic']!r}"
+                     + ("" if run["wait_run"] == run["id"] else f" to {run['wait_run']}")
+                     if run["wait_topic"] else "its wake time")
+        lines.append(_field("waiting for", waits_for))
+        lines.append(_field("wakes at", plain(run["wake_at"]) if run["wake_at"] else
+                            "when the message arrives"))
     for label, key in (("executor", "executor"), ("parent", "parent_id"),
                        ("forked from", "forked_from"), ("schedule", "schedule_name"),
-                       ("dedup key", "dedup_key")):
+                       ("dedup key", "dedup_key"), ("version", "app_version")):
         if run[key]:
             lines.append(_field(label, run[key]))
     lines.append(_field("inputs", _json_text(run["inputs"])))
@@ -268,12 +275,40 @@ def show_command(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
              for s in run["steps"]],
             shrink=[[1]],
         ))
+    if run["events"]:
+        click.echo("\nevents")
+        click.echo(table(["KEY", "VALUE", "SET"],
+                         [[e["key"], _json_text(e["value"]), f"{age(e['updated_at'], now)} ago"]
+                          for e in run["events"]], shrink=[[1]]))
+    if run["messages"]:
+        click.echo("\nmessages")
+        click.echo(table(["TOPIC", "MESSAGE", "SENT", "READ BY STEP"],
+                         [[m["topic"], _json_text(m["payload"]), f"{age(m['sent_at'], now)} ago",
+                           m["consumed_step"] or "-"] for m in run["messages"]], shrink=[[1]]))
     if run["children"]:
         click.echo("\nchild runs")
         shown = short_ids(c["id"] for c in run["children"])
         click.echo(table(["ID", "NAME", "STATUS"],
                          [[shown[c["id"]], c["name"], c["status"]] for c in run["children"]],
                          shrink=[[1]]))
+
+
+@workflows.command("versions")
+@json_option
+@click.pass_context
+def versions_command(ctx: click.Context, as_json: bool) -> None:
+    """Unfinished runs per code version (App.version) and the live workers of each: a run
+    resumes on a worker of the version it started under while one is alive."""
+    rows = operations.versions(open_database(ctx))
+    if as_json:
+        echo_json(plain(rows))
+        return
+    if not rows:
+        click.echo("no unfinished runs and no workers")
+        return
+    click.echo(table(["VERSION", "ENQUEUED", "RUNNING", "WAITING", "WORKERS"],
+                     [[r["version"] or "(not started)", r["enqueued"], r["running"],
+                       r["waiting"], r["workers"]] for r in rows]))
 
 
 @workflows.command("fork")

@@ -177,15 +177,22 @@ class _Dashboard:
             page = max(1, int(query.get("page", "1")))
         except ValueError:
             page = 1
-        rows, more = data.runs_page(self.db, page=page, **filters)
+        before = query.get("before") or None
+        found = data.runs_page(self.db, page=page, before=before, **filters)
 
-        def page_url(number: int) -> str:
+        def page_url(params: dict[str, str | int]) -> str:
             kept = {k: v for k, v in filters.items() if v}
-            return f"{_path_for(request, 'runs')}?{urlencode({**kept, 'page': number})}"
+            return f"{_path_for(request, 'runs')}?{urlencode({**kept, **params})}"
 
-        return self.render(request, "runs.html", runs=rows, filters=filters, page=page,
-                           prev_url=page_url(page - 1) if page > 1 else None,
-                           next_url=page_url(page + 1) if more else None)
+        # A search page (cursor-paged) goes back to the newest; a numbered one a page back.
+        if found.search:
+            newer: dict[str, str | int] | None = {} if before else None
+        else:
+            newer = {"page": page - 1} if page > 1 else None
+        return self.render(request, "runs.html", runs=found.rows, filters=filters, page=page,
+                           search=found.search, searched_to=found.searched_to,
+                           prev_url=page_url(newer) if newer is not None else None,
+                           next_url=page_url(found.next) if found.next else None)
 
     def run(self, request: Request) -> Response:
         run = operations.get_workflow(self.db, request.path_params["run_id"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -107,6 +107,9 @@ class Database:
         # one non-reentrant lock for both deadlocked every process but the worker.
         self._url_lock = threading.Lock()
         self._pool_lock = threading.Lock()
+        #: Called by ``close`` before the pool closes: users of the pool flush what they hold
+        #: (pgsched.wakeups sends its pending NOTIFYs).
+        self.before_close: list[Callable[[], None]] = []
 
     @property
     def url(self) -> str:
@@ -195,6 +198,8 @@ class Database:
                                row_factory=dict_row, **options)
 
     def close(self) -> None:
+        for flush in list(self.before_close):
+            flush()
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.close()

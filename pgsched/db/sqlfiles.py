@@ -4,6 +4,12 @@ Files write ``{schema}`` where the schema goes; it is filled in once as a quoted
 (``psycopg.sql.Identifier``), never by string formatting, and every value is a ``%(name)s``
 parameter. Rendering once per schema yields a stable query text, which psycopg prepares
 server-side after a few executions.
+
+The files' comment lines are for their readers; the rendered text drops them and starts
+with one naming the file instead (what ``pg_stat_activity`` and ``pg_stat_statements`` show).
+That keeps the hot statements short: psycopg converts a query of over 4,096 characters anew
+on every execution (its cache skips longer ones), which cost a drain a tenth of its worker's
+CPU when the comments of ``finish.sql`` pushed it past that length.
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ def _text(folder: str, name: str) -> str:
     return (resources.files("pgsched") / "sql" / folder / f"{name}.sql").read_text("utf-8")
 
 
+def _code(text: str) -> str:
+    """``text`` without its whole-line ``--`` comments and blank lines."""
+    return "\n".join(line for line in text.splitlines()
+                     if line.strip() and not line.lstrip().startswith("--"))
+
+
 @cache
 def render(folder: str, name: str, schema: str) -> str:
-    composed = sql.SQL(_text(folder, name)).format(schema=sql.Identifier(schema))  # type: ignore[arg-type]
+    text = f"-- pgsched {folder}/{name}.sql\n{_code(_text(folder, name))}"
+    composed = sql.SQL(text).format(schema=sql.Identifier(schema))  # type: ignore[arg-type]
     return composed.as_string(None)
 
 

@@ -41,6 +41,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -49,8 +50,9 @@ import psycopg
 from loguru import logger
 
 from pgsched import clock, lifecycle
-from pgsched.claims import peek, queue_definitions
+from pgsched.claims import claim_settings, peek
 from pgsched.clock import utcnow
+from pgsched.db.arrays import text_array
 from pgsched.errors import JobTimeout, SerializationError
 from pgsched.lifecycle import Outcome
 from pgsched.queues import parse_wake
@@ -104,6 +106,7 @@ class Dispatcher:
         concurrency: int,
         metrics: WorkerMetrics,
         lease: Lease | None = None,
+        on_park: Callable[[datetime], None] | None = None,
     ) -> None:
         self.app = app
         self.db = app.db
@@ -113,7 +116,15 @@ class Dispatcher:
         self.concurrency = concurrency
         self.metrics = metrics
         self.lease = lease or Lease(None)  # driven by hand (tests): no heartbeat to lapse
-        self.names = sorted(app.registry.workflows)
+        #: Told when each run this worker parked comes due (the alarm loop's ``expect``).
+        self.on_park = on_park
+        #: The workflows this worker can run, which its claims and polls are limited to,
+        #: encoded once (they go with every claim round).
+        self.names = text_array(sorted(app.registry.workflows))
+        self.version = app.version
+        #: Versions of the live workers, refreshed each poll: runs started under another of
+        #: them are left to it (claim.sql).
+        self.live_versions: list[str] = []
         self.executor = Executor(concurrency)
         self.wake = threading.Event()
         #: Outcomes of returned threads, appended by those threads.
@@ -281,10 +292,12 @@ class Dispatcher:
                 time.sleep(random.uniform(0.5, 1.5))
 
     def _refresh_definitions(self, conn: psycopg.Connection) -> None:
-        """Claim by the queues' limits as the database holds them. During a rolling deploy
-        two releases may declare a queue differently; the last declaration is the one every
-        worker applies, so no worker waits for slots that another release removed."""
-        stored = queue_definitions(conn, self.db, self.queue_names)
+        """Claim by the queues' limits and the live versions as the database holds them.
+        During a rolling deploy two releases may declare a queue differently; the last
+        declaration is the one every worker applies, so no worker waits for slots that
+        another release removed."""
+        stored, self.live_versions = claim_settings(conn, self.db, self.queue_names, utcnow(),
+                                                    self.app.settings.takeover_timeout)
         refreshed = []
         for queue in self.queues:
             row = stored.get(queue.name)
@@ -405,7 +418,9 @@ class Dispatcher:
                 cursors = [
                     (queue, want, suspect,
                      lifecycle.send_claim(conn, self.db, queue, want, worker_id=self.worker_id,
-                                          names=self.names, now=now, suspect=suspect))
+                                          names=self.names, now=now, suspect=suspect,
+                                          version=self.version,
+                                          live_versions=self.live_versions))
                     for queue, want, suspect in sorted(plan, key=lambda share: share[0].name)
                 ]
             results = [(queue, want, suspect, cursor.fetchall())
@@ -462,8 +477,12 @@ class Dispatcher:
         return self._connect()
 
     def _report(self, writes: list[Outcome], recorded: set[str]) -> None:
-        """Log what became of each run, once the database has it (or refused it)."""
+        """Log what became of each run, once the database has it (or refused it), and tell
+        the alarm when each run parked here comes due."""
         for outcome in writes:
+            if (self.on_park is not None and outcome.wake_at is not None
+                    and outcome.status == "WAITING" and outcome.workflow_id in recorded):
+                self.on_park(outcome.wake_at)
             running = self._log_info.pop(outcome.workflow_id, None)
             log_outcome(outcome, running, recorded=outcome.workflow_id in recorded,
                         now=utcnow())

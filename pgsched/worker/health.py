@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pgsched.db.redact import error_reason
 from pgsched.errors import ConfigurationError
+from pgsched.worker.dispatcher import IDLE_POLL_FACTOR
 from pgsched.worker.pruner import INTERVAL_S as PRUNE_INTERVAL_S
 from pgsched.worker.readiness import INTERVAL_S as READINESS_INTERVAL_S
 from pgsched.worker.readiness import Readiness
@@ -67,7 +68,9 @@ def loop_limits(
         # A check takes at most the connect and statement timeouts (2 s each).
         "readiness": 3 * readiness_interval + 4.0,
         # An idle dispatcher still completes a round every 10 poll intervals (+20% jitter).
-        "dispatch": max(30.0, 3 * 1.2 * 10 * settings.poll_interval),
+        "dispatch": max(30.0, 3 * 1.2 * IDLE_POLL_FACTOR * settings.poll_interval),
+        # An idle alarm probes every 10 poll intervals too (+10% jitter).
+        "alarm": max(30.0, 3 * 1.1 * IDLE_POLL_FACTOR * settings.poll_interval),
     }
 
 

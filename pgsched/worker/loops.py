@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import psycopg
@@ -21,6 +22,7 @@ from pgsched import clock, lifecycle
 from pgsched.claims import reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.scheduler import Scheduler
+from pgsched.worker.dispatcher import IDLE_POLL_FACTOR
 
 if TYPE_CHECKING:
     from pgsched.app import App
@@ -38,12 +40,18 @@ class Loop(Protocol):
 
 
 class LoopThread(threading.Thread):
-    """Runs a loop until stopped; an error is logged and retried, never fatal."""
+    """Runs a loop until stopped; an error is logged and retried, never fatal.
 
-    def __init__(self, loop: Loop, stop: threading.Event) -> None:
+    ``wakeup``, for a loop that can learn of work sooner than its own wait (the alarm, told
+    of each run this worker parks): setting it ends the wait at once. Without it the thread
+    waits on ``stop``."""
+
+    def __init__(self, loop: Loop, stop: threading.Event,
+                 wakeup: threading.Event | None = None) -> None:
         super().__init__(name=f"pgsched-{loop.name}", daemon=True)
         self.loop = loop
         self.stop = stop
+        self.wakeup = wakeup
         self.last_success = time.monotonic()
         self.failures = 0
 
@@ -65,7 +73,12 @@ class LoopThread(threading.Thread):
                                 self.loop.name, type(exc).__name__,
                                 str(exc).strip().splitlines()[0] if str(exc).strip() else "",
                                 delay, self.failures)
-            self.stop.wait(max(0.0, delay))
+            if self.wakeup is None:
+                self.stop.wait(max(0.0, delay))
+            elif self.wakeup.wait(max(0.0, delay)):
+                # A daemon thread: a worker that halts meanwhile is gone before this wait
+                # ends, and the check above keeps a late one from starting another pass.
+                self.wakeup.clear()
 
 
 def jittered(seconds: float, spread: float = 0.2) -> float:
@@ -181,6 +194,67 @@ class Takeover:
         if freed:
             logger.bind(component=self.name).warning(
                 "freed {} queue slot(s) held by runs that no longer run", len(freed))
+
+
+class Alarm:
+    """Re-queues parked runs (``pgsched.sleep``, a ``recv`` timeout) when their time comes.
+
+    Every worker runs one; each pass is an index probe that also answers when the next
+    parked run comes due, so the alarm sleeps until then. A run parked after the probe is
+    announced by the worker that parked it (``expect``, from its dispatcher), which wakes its
+    own alarm early if need be; so an idle alarm probes only every ``IDLE_POLL_FACTOR``
+    poll intervals, as the idle dispatcher does: that fallback covers a run whose parking
+    worker died before its alarm rang. A message wakes its run at once without this loop
+    (``lifecycle.send_message``).
+    """
+
+    name = "alarm"
+    #: Runs woken per pass: a burst is taken in slices, the next one at once.
+    batch = 1000
+
+    def __init__(self, app: App, interval: float) -> None:
+        self.app = app
+        self.interval = interval
+        self.max_backoff = interval
+        self.wakeup = threading.Event()
+        self._lock = threading.Lock()
+        #: The earliest wake time announced since the last probe began.
+        self._expected: datetime | None = None
+        #: When the pass after this one is due (None while a pass runs or before the first).
+        self._next: datetime | None = None
+
+    def expect(self, at: datetime) -> None:
+        """A run this worker parked comes due at ``at``: ring then, if not sooner already.
+        Called after the park committed, so a probe that starts later sees the run."""
+        with self._lock:
+            if self._expected is None or at < self._expected:
+                self._expected = at
+            if self._next is not None and at < self._next:
+                self.wakeup.set()
+
+    def run_once(self) -> float:
+        db = self.app.db
+        now = utcnow()
+        with self._lock:
+            # Taken before the probe: a hint that arrives during it is kept for the next
+            # wait, and the probe itself sees every run parked before it began.
+            expected, self._expected, self._next = self._expected, None, None
+        with db.connection(autocommit=True) as conn:
+            woken, next_wake = lifecycle.wake_due(conn, db, now=now, limit=self.batch)
+        if woken:
+            logger.bind(component=self.name).info(
+                "woke {} parked run(s) whose wait is over", woken)
+        if woken >= self.batch:
+            return 0.0
+        idle = IDLE_POLL_FACTOR * self.interval
+        waits = [(at - now).total_seconds() for at in (next_wake, expected)
+                 if at is not None and at > now]
+        delay = min(idle, *waits) if waits else jittered(idle, 0.1)
+        with self._lock:
+            self._next = now + timedelta(seconds=delay)
+            if self._expected is not None and self._expected < self._next:
+                self.wakeup.set()  # announced while the probe ran
+        return delay
 
 
 class CronLoop:

@@ -7,10 +7,12 @@ wait); ``startup_problem`` says why for ``/readyz``. SIGTERM/SIGINT: stop claimi
 running work finish for the grace period, hand back what is still running, deregister,
 exit. A second signal skips the grace period.
 
-Connections: a worker holds at most ``concurrency + 6``: the claim loop, LISTEN and the
-heartbeat each have their own, and the pool grows to ``max(PGSCHED_POOL_SIZE,
-concurrency + 3)`` (one per running job's step or transaction, plus the takeover, cron and
-prune loops) and shrinks back to one after ``PGSCHED_POOL_MAX_IDLE`` seconds unused.
+Connections: a worker holds at most ``max(PGSCHED_POOL_SIZE, concurrency + 4)`` pooled ones
+(one per running job's step or transaction, plus the loops; the pool shrinks back to one
+after ``PGSCHED_POOL_MAX_IDLE`` seconds unused) and ``dedicated_connections()`` of its own:
+the claim loop and the heartbeat, LISTEN unless it polls, the health check when it serves
+one. It publishes both numbers with its registration, so ``pgsched workers`` can show the
+fleet's footprint.
 """
 
 from __future__ import annotations
@@ -28,25 +30,26 @@ import psycopg
 from loguru import logger
 from psycopg.types.json import Jsonb
 
-from pgsched import __version__, clock
+from pgsched import __version__, clock, tracing
 from pgsched.claims import declare_queues, declared_limits, reconcile_queues
 from pgsched.clock import utcnow
 from pgsched.db.fleet_settings import publish as publish_settings
+from pgsched.db.fleet_settings import publish_connections
 from pgsched.errors import ConfigurationError, DatabaseUnavailable
 from pgsched.logs import configure_logging
 from pgsched.scheduler import Scheduler
 from pgsched.worker.dispatcher import Dispatcher
 from pgsched.worker.lease import Lease
 from pgsched.worker.listener import Listener
-from pgsched.worker.loops import CronLoop, Heartbeat, Loop, LoopThread, Takeover
+from pgsched.worker.loops import Alarm, CronLoop, Heartbeat, Loop, LoopThread, Takeover
 from pgsched.worker.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from pgsched.app import App
     from pgsched.queues import Queue
 
-#: Pool connections a worker needs beside its jobs': the takeover, cron and prune loops.
-POOL_LOOPS = 3
+#: Pool connections a worker needs beside its jobs': the takeover, alarm, cron and prune loops.
+POOL_LOOPS = 4
 #: The longest wait between two tries to reach the database at start.
 MAX_START_BACKOFF = 10.0
 
@@ -89,6 +92,7 @@ class Worker:
         self.heartbeat: Heartbeat | None = None
         if configure_logs:
             configure_logging(settings.log_level, settings.log_json)
+        tracing.configure(settings.otel_export, service_name=app.name)
         self.log = logger.bind(component="worker")
 
     def _register(self, conn: psycopg.Connection | None = None) -> None:
@@ -110,8 +114,11 @@ class Worker:
                 "concurrency": self.concurrency,
                 "queue_limits": Jsonb(declared_limits(self.queues)),
                 "version": __version__,
+                "app_version": self.app.version,
             },
         )
+        publish_connections(conn, self.app.db, self.id, pool=self.app.db.pool_size,
+                            dedicated=self.dedicated_connections())
         self.lease.renewed(sent)
 
     def _install_signals(self) -> None:
@@ -143,12 +150,13 @@ class Worker:
         self.log.info("connecting to {}", "embedded PostgreSQL" if self.app.db.embedded
                       else "PostgreSQL")
         self._until_connected(self._join)
+        alarm = Alarm(self.app, settings.poll_interval)
         self.dispatcher = Dispatcher(self.app, self.id, self.queues, self.concurrency,
-                                     self.metrics, self.lease)
+                                     self.metrics, self.lease, on_park=alarm.expect)
         self.heartbeat = Heartbeat(self.app, self.id, self._register,
                                    settings.heartbeat_interval, self.lease)
         takeover = Takeover(self.app, self.id, settings.takeover_timeout, self.metrics)
-        loops: list[Loop] = [self.heartbeat, takeover]
+        loops: list[Loop] = [self.heartbeat, takeover, alarm]
         if self.app.schedules:
             scheduler = Scheduler(self.app)
             self._until_connected(lambda: scheduler.register(utcnow()))
@@ -158,12 +166,12 @@ class Worker:
 
             loops.append(Pruner(self.app, settings.prune_older_than))
         loops.extend([health.readiness] if health is not None else [])  # /readyz, from memory
-        threads = [LoopThread(loop, self.halt) for loop in loops]
+        threads = [LoopThread(loop, self.halt, alarm.wakeup if loop is alarm else None)
+                   for loop in loops]
         for thread in threads:
             thread.start()
         self.loops = threads  # all at once: the health server never sees half of them
-        if settings.listen and settings.pooler == "transaction" \
-                and not settings.listen_database_url:
+        if settings.listen and not self._listens():
             # LISTEN through a transaction pooler registers on whichever server connection
             # the pooler lent for that one statement: notifications would go nowhere.
             self.log.info("PGSCHED_POOLER=transaction without PGSCHED_LISTEN_DATABASE_URL: "
@@ -177,6 +185,17 @@ class Worker:
             self.id, ",".join(q.name for q in self.queues), self.concurrency,
             f", {len(self.app.schedules)} schedule(s)" if self.app.schedules else "",
         )
+
+    def _listens(self) -> bool:
+        """Whether this worker holds a LISTEN connection (else it polls)."""
+        settings = self.app.settings
+        return settings.listen and not (settings.pooler == "transaction"
+                                        and not settings.listen_database_url)
+
+    def dedicated_connections(self) -> int:
+        """Connections this worker opens outside its pool: the claim loop's and the
+        heartbeat's, LISTEN's unless it polls, and the health check's when it serves one."""
+        return 2 + int(self._listens()) + int(self.health_port is not None)
 
     def _join(self) -> None:
         """Migrate, then in one transaction declare the queues, register, and settle each

@@ -1,6 +1,7 @@
 """The worker's log line for each run, the first place a user looks to see what happened.
 
-One line per outcome, written once the database holds it: INFO for a success, WARNING for a
+One line per outcome, written once the database holds it: INFO for a success or a park
+(WAITING: what the run waits for, until when), WARNING for a
 retry (with when it will run) or a cancel, ERROR with the traceback for ERROR and DEAD. Each
 line carries the run's id, workflow name, queue, outcome, duration and attempt, as text and
 as fields in JSON logs.
@@ -54,6 +55,13 @@ def log_outcome(outcome: Outcome, running: Running | None, *, recorded: bool,
             wait = max(0.0, (outcome.not_before - now).total_seconds())
             when = f"; retrying at {outcome.not_before:%H:%M:%S} UTC (in {wait:.1f}s)"
         log.warning("{} failed{}: {}{}", head, tail, reason, when)
+    elif outcome.status == "WAITING":
+        waits = (f"for a message on {outcome.wait_topic!r}" if outcome.wait_topic
+                 else "asleep")
+        until = (f" until {outcome.wake_at:%Y-%m-%d %H:%M:%S} UTC" if outcome.wake_at
+                 else "")
+        log.info("{} WAITING{}: parked {}{}; no worker holds it meanwhile", head, tail,
+                 waits, until)
     elif outcome.status == "CANCELLED":
         log.warning("{} CANCELLED{}: {}", head, tail, reason)
     else:

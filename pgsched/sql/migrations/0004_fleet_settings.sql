@@ -23,7 +23,7 @@ SELECT w.id, w.name, w.queue, w.executor, w.attempts, w.started_at,
        k.heartbeat_at AS executor_heartbeat_at,
        CASE WHEN k.id IS NULL THEN 'worker row missing'
             ELSE 'heartbeat older than '
-                 || trim_scale(extract(epoch FROM {schema}.takeover_timeout()))::text
+                 || trim_scale(extract(epoch FROM {schema}.takeover_timeout())::numeric)::text
                  || 's' END AS reason
 FROM {schema}.workflows w
 LEFT JOIN {schema}.workers k ON k.id = w.executor

@@ -7,6 +7,9 @@
 -- below runs on a snapshot that sees every start committed by the previous lock holder.
 -- %(suspect)s: ordinary runs (false) or, one at a time, runs recovered from a crashed worker
 -- (true; see lifecycle.py).
+-- A run that already ran under a code version (App.version) is claimed only by a worker of
+-- that version, or by any once no live worker has it (the live_versions parameter): a resumed
+-- or woken workflow replays on the code that wrote its checkpoints while that code runs.
 -- Order: priority, then due time, then FIFO: the key order of workflows_dequeue, so `ready`
 -- reads only the runs it takes, however many delayed runs wait (migration 0005).
 WITH budget AS MATERIALIZED (
@@ -28,6 +31,8 @@ WITH budget AS MATERIALIZED (
     SELECT id, priority, not_before, seq FROM {schema}.workflows
     WHERE queue = %(queue)s AND suspect = %(suspect)s AND status = 'ENQUEUED'
       AND not_before <= %(now)s AND name = ANY(%(names)s::text[])
+      AND (app_version IS NULL OR app_version = %(version)s
+           OR app_version <> ALL (%(live_versions)s::text[]))
     ORDER BY priority DESC, not_before, seq
     LIMIT CASE WHEN %(limited)s THEN (SELECT count(*) FROM numbered_slots)
                ELSE (SELECT n FROM budget) END
@@ -62,10 +67,11 @@ SET status = 'RUNNING',
     executor = %(worker)s,
     attempt_token = gen_random_uuid(),
     isolated = %(suspect)s,
+    app_version = coalesce(w.app_version, %(version)s),
     started_at = %(now)s,
     updated_at = %(now)s
 FROM picked p
 WHERE w.id = p.id
 RETURNING w.id, w.name, w.queue, w.inputs, w.attempts, w.max_attempts, w.attempt_token,
-          w.timeout_s, w.scheduled_at, w.isolated,
+          w.timeout_s, w.scheduled_at, w.isolated, w.not_before, w.trace_context,
           EXISTS (SELECT 1 FROM {schema}.steps s WHERE s.workflow_id = w.id) AS has_steps

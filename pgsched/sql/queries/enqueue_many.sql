@@ -5,9 +5,9 @@
 WITH ins AS (
     INSERT INTO {schema}.workflows
         (id, name, status, queue, priority, inputs, max_attempts, timeout_s, not_before,
-         created_at, updated_at)
+         created_at, updated_at, trace_context)
     SELECT b.id, b.name, 'ENQUEUED', %(queue)s, b.priority, b.inputs, b.max_attempts,
-           b.timeout_s, b.not_before, %(now)s, %(now)s
+           b.timeout_s, b.not_before, %(now)s, %(now)s, %(trace_context)s
     FROM unnest(%(ids)b::text[], %(names)b::text[], %(priorities)b::int[],
                 %(inputs)b::jsonb[], %(max_attempts)b::int[], %(timeouts)b::float8[],
                 %(not_befores)b::timestamptz[])

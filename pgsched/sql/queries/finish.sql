@@ -12,6 +12,10 @@
 -- parent's child stops at its next step boundary; a run going back to its queue for a retry
 -- puts its unfinished or failed descendants in WAITING, so its next attempt re-runs them.
 --
+-- WAITING parks the run (pgsched.sleep / pgsched.recv): it gives back its executor, slot and
+-- attempt (waiting is not a failed try) and keeps what ends its wait: wake_at, wait_run,
+-- wait_topic. Every other outcome clears those.
+--
 -- An outcome whose attempt wrote checkpoints that the database no longer has (commits lost in
 -- a failover to an asynchronous replica) is not recorded as given: the run goes back to its
 -- queue, attempt refunded, to redo the lost steps from the checkpoints that survived.
@@ -19,8 +23,10 @@ WITH RECURSIVE given AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::uuid[], %(statuses)s::text[],
                          %(outputs)s::jsonb[], %(errors)s::jsonb[],
                          %(not_befores)s::timestamptz[], %(releases)s::boolean[],
-                         %(checkpoints)s::int[])
-        AS o(id, token, status, output, error, not_before, release, checkpoints)
+                         %(checkpoints)s::int[], %(wake_ats)s::timestamptz[],
+                         %(wait_runs)s::text[], %(wait_topics)s::text[])
+        AS o(id, token, status, output, error, not_before, release, checkpoints, wake_at,
+             wait_run, wait_topic)
 ), outcome AS (
     SELECT g.*, g.checkpoints > 0 AND (SELECT count(*) FROM {schema}.steps s
                                       WHERE s.workflow_id = g.id) < g.checkpoints AS lost
@@ -35,9 +41,14 @@ WITH RECURSIVE given AS (
                                       '(lost in a database failover?); redoing them',
                                       o.checkpoints, w.attempts))
                 ELSE o.error END,
-        attempts = CASE WHEN o.lost THEN greatest(w.attempts - 1, 0) ELSE w.attempts END,
+        attempts = CASE WHEN o.lost OR o.status = 'WAITING' THEN greatest(w.attempts - 1, 0)
+                        ELSE w.attempts END,
         not_before = CASE WHEN o.lost THEN %(now)s ELSE coalesce(o.not_before, w.not_before) END,
-        finished_at = CASE WHEN o.lost OR o.status = 'ENQUEUED' THEN NULL ELSE %(now)s END,
+        finished_at = CASE WHEN o.lost OR o.status IN ('ENQUEUED', 'WAITING') THEN NULL
+                           ELSE %(now)s END,
+        wake_at = CASE WHEN o.lost THEN NULL ELSE o.wake_at END,
+        wait_run = CASE WHEN o.lost THEN NULL ELSE o.wait_run END,
+        wait_topic = CASE WHEN o.lost THEN NULL ELSE o.wait_topic END,
         executor = CASE WHEN o.release THEN NULL ELSE w.executor END,
         attempt_token = NULL,
         suspect = CASE WHEN o.status = 'ENQUEUED' THEN w.suspect ELSE false END,
@@ -64,9 +75,13 @@ WITH RECURSIVE given AS (
                                THEN ARRAY['ENQUEUED', 'RUNNING', 'ERROR', 'DEAD', 'CANCELLED']
                                ELSE ARRAY['ENQUEUED', 'RUNNING', 'WAITING'] END)
 ), released AS (
+    -- Found by id alone: the executor index also holds an entry for every row version this
+    -- worker claimed since the last vacuum, and a plan that read it (for `executor = ...`)
+    -- read all of those on every round of a drain. IS NOT DISTINCT FROM is `=` here (the
+    -- worker id is never NULL) in a form that index cannot serve.
     UPDATE {schema}.workflows w
     SET executor = NULL, updated_at = %(now)s
-    WHERE w.id = ANY (%(returned)s::text[]) AND w.executor = %(worker)s
+    WHERE w.id = ANY (%(returned)s::text[]) AND w.executor IS NOT DISTINCT FROM %(worker)s
       AND w.status <> 'RUNNING'
     RETURNING w.id
 ), freed AS (
