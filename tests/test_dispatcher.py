@@ -14,6 +14,7 @@ from pgsched.bench import Proxy
 from pgsched.claims import declare_queues
 from pgsched.clock import utcnow
 from pgsched.lifecycle import Outcome, claim_statements
+from pgsched.wakeups import waker_for
 from pgsched.worker.dispatcher import Dispatcher
 from pgsched.worker.metrics import WorkerMetrics
 from tests.waiting import wait_for
@@ -80,6 +81,8 @@ def test_claim_statements_counts_what_a_round_sends(make_app, database_url, sql)
         conn = dispatcher._connect()
         for queue in (plain, rated):
             queue.enqueue(job)
+            # Its NOTIFY may still be on its way from the waker's thread: not the round's.
+            assert waker_for(app.db).flush(5)
             dispatcher.ready = {queue.name}
             before = proxy.counts.snapshot()
             assert dispatcher._round(conn, claim_more=True) == 1
