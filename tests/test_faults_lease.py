@@ -45,12 +45,37 @@ def start_pair(fault, workers, load_app_module, *, faulty_env: dict[str, str]): 
     return faulty, healthy
 
 
-def in_flight_when_frozen(fault, pid: int) -> set[int]:  # type: ignore[no-untyped-def]
-    """The jobs the frozen worker holds. It can write nothing now, so one look after its last
-    statements have had time to land is its state at the moment of the fault (runs it
-    finished but had not recorded are still RUNNING under it, and count as in flight)."""
-    time.sleep(0.3)  # let a statement sent just before the fault commit; well under takeover
-    return fault.running_on(pid)
+def in_flight_when_frozen(fault, pid: int, logs: Callable[[], str]) -> set[int]:  # type: ignore[no-untyped-def]
+    """The jobs the frozen worker holds. It can send nothing now, but a statement it sent just
+    before the fault still finishes on the server: once none of its backends is 'active', its
+    last statements have landed, and one look is its state at the moment of the fault (runs
+    it finished but had not recorded are still RUNNING under it, and count as in flight).
+
+    The look counts only if it came before the takeover, which deletes the worker's row:
+    a row still there after the look proves it."""
+    worker = registered_id(fault, pid)
+    assert worker is not None, f"worker {pid} has no row in workers at the fault\n{logs()}"
+    wait_for(lambda: not active_backends(fault, worker), 1.0,
+             what=f"the statements worker {worker} sent before the fault to finish",
+             logs=lambda: f"still active: {active_backends(fault, worker)}\n{logs()}")
+    in_flight = fault.running_on(pid)
+    assert registered_id(fault, pid) == worker, (
+        f"worker {worker} was taken over before the test read its runs: the in-flight set "
+        f"{sorted(in_flight)} may be incomplete\n{logs()}")
+    return in_flight
+
+
+def registered_id(fault, pid: int) -> str | None:  # type: ignore[no-untyped-def]
+    """The id the worker with this pid registered under (its connections' application_name),
+    or None once its row is gone."""
+    rows = fault.sql("SELECT id FROM workers WHERE pid = %s", (pid,))
+    return rows[0][0] if rows else None
+
+
+def active_backends(fault, worker: str) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """The worker's server backends still running a statement: (backend pid, query)."""
+    return fault.sql("SELECT pid, left(query, 120) FROM pg_stat_activity "
+                     "WHERE application_name = %s AND state = 'active'", (worker,))
 
 
 def declared_dead(fault, pid: int) -> bool:  # type: ignore[no-untyped-def]
@@ -84,7 +109,7 @@ def test_a_worker_paused_past_its_lease_does_not_run_work_twice(throwaway, worke
 
     paused.send_signal(signal.SIGSTOP)
     try:
-        in_flight = in_flight_when_frozen(fault, paused.pid)
+        in_flight = in_flight_when_frozen(fault, paused.pid, workers.logs)
         wait_for(lambda: declared_dead(fault, paused.pid), 30,
                  what="the healthy worker to take the paused worker's runs over",
                  logs=workers.logs)
@@ -122,7 +147,7 @@ def test_a_worker_cut_off_past_its_lease_does_not_run_work_twice(throwaway, work
                             faulty_env=fault.worker_env(through_proxy=True, **LEASE))
 
     fault.proxy.cut()
-    in_flight = in_flight_when_frozen(fault, cut_off.pid)
+    in_flight = in_flight_when_frozen(fault, cut_off.pid, workers.logs)
     wait_for(lambda: declared_dead(fault, cut_off.pid), 30,
              what="the cut-off worker to be declared dead", logs=workers.logs)
     time.sleep(9)  # the fault: a cut of about six takeover timeouts in all
