@@ -92,7 +92,7 @@ class PgBouncer:
             except psycopg.OperationalError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"pgbouncer did not start:\n{self.logs()}") from None
-                time.sleep(0.1)
+                time.sleep(0.1)  # retry interval of the deadline-bounded start-up wait
 
     def logs(self) -> str:
         return self.log.read_text()[-3000:] if self.log.exists() else ""

@@ -81,7 +81,7 @@ def test_sigkill_chaos_loses_nothing_and_isolates_the_poison_pill(throwaway, wor
         if time.monotonic() >= next_kill and finished() < jobs * 0.9:
             supervisor.kill_one()
             next_kill = time.monotonic() + random.uniform(1.0, 2.5)
-        time.sleep(0.1)
+        time.sleep(0.1)  # the supervisor's tick (the loop has its own deadline)
 
     result = figures(fault, jobs + 1, time.monotonic() - started)
     innocent_dead = fault.sql("SELECT count(*)::int FROM workflows "

@@ -119,7 +119,7 @@ def take_every_slot(url: str, hogs: list[psycopg.Connection], seconds: float) ->
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 return
-            time.sleep(0.01)
+            time.sleep(0.01)  # retry interval: slots freed before the deadline are taken too
     raise AssertionError("the server accepted 200 connections; max_connections was not set")
 
 
@@ -140,7 +140,7 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(throwaway, wor
             f"down, instead of waiting for it\n{workers.logs()}")
         with contextlib.suppress(OSError):
             unready.append(get_json(port, "/readyz"))
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll interval of the 4 s watch
     assert unready and all(status == 503 and body.get("reason") for status, body in unready), (
         f"/readyz while the database is down: {unready[-3:]}")
 

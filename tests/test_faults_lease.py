@@ -136,7 +136,7 @@ def wait_for_value(probe: Callable[[], set[int]], seconds: float) -> set[int]:
         found = probe()
         if found:
             return found
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll interval of a watch that must see nothing for the whole stretch
     return set()
 
 

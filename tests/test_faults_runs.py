@@ -323,13 +323,13 @@ def test_no_lost_wake_up_over_a_thousand_enqueues(faults, workers, sql, database
                 for _ in range(2):
                     at = time.time()
                     sent[queue.enqueue(faults.stamp).workflow_id] = at
-                    time.sleep(rng.uniform(0, 0.004))
+                    time.sleep(rng.uniform(0, 0.004))  # the load: land mid-round
                 waited, started = 0.0, {}
                 while len(started) < len(sent) and waited < POLL:
                     rows = conn.execute("SELECT id, output FROM workflows WHERE id = ANY(%s) "
                                         "AND status = 'SUCCESS'", (list(sent),)).fetchall()
                     started = {row[0]: float(row[1]) for row in rows}
-                    time.sleep(0.005)
+                    time.sleep(0.005)  # poll interval, bounded by POLL
                     waited += 0.005
                 with lock:
                     latencies.extend(started[i] - sent[i] for i in started)

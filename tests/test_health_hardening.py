@@ -156,7 +156,7 @@ def watch(port: int, seconds: float) -> list[int]:
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         statuses.append(get_json(port, "/healthz")[0])
-        time.sleep(0.2)
+        time.sleep(0.2)  # poll interval of the watch over the whole stretch
     return statuses
 
 

@@ -185,4 +185,4 @@ def retrying(url: str, query: str, params: tuple | None = None, *, schema: str |
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            time.sleep(0.1)  # retry interval while the server restarts (deadline-bounded)

@@ -27,5 +27,5 @@ def wait_for(
         if waited > timeout:
             detail = f"\n{logs()}" if logs else ""
             raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
-        time.sleep(interval)
+        time.sleep(interval)  # the poll interval; the deadline counts these
         waited += interval
