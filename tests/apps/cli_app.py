@@ -29,5 +29,5 @@ def boom(reason: str) -> None:
 
 @app.workflow()
 def nap(seconds: float) -> str:
-    time.sleep(seconds)
+    time.sleep(seconds)  # simulated work inside the job
     return "rested"

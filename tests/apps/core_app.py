@@ -28,7 +28,7 @@ def block_here(flag: str) -> None:
     if os.environ.get(flag) == "1":
         record_call("blocked", flag)
         while True:
-            time.sleep(0.05)
+            time.sleep(0.05)  # parked until the test kills or stops the worker
 
 
 @app.step()

@@ -23,13 +23,13 @@ def new_year_report(scheduled_at: datetime) -> str:
 
 @app.step()
 def fetch_rows(source: str) -> int:
-    time.sleep(0.05)
+    time.sleep(0.05)  # simulated work inside the step
     return len(source) * 10
 
 
 @app.step()
 def render(rows: int) -> str:
-    time.sleep(0.02)
+    time.sleep(0.02)  # simulated work inside the step
     return f"{rows} rows rendered"
 
 
@@ -44,7 +44,7 @@ def build_report(source: str, fail: bool = False) -> str:
 
 @app.step()
 def tick(n: int) -> int:
-    time.sleep(0.05)
+    time.sleep(0.05)  # simulated work inside the step
     return n
 
 

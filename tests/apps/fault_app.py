@@ -48,7 +48,7 @@ def _record(query: sql.Composable, params: tuple) -> None:
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            time.sleep(0.1)  # retry interval of the deadline-bounded reconnect
 
 
 def record_execution(job: int) -> None:
@@ -78,7 +78,7 @@ def apply_effect(conn: psycopg.Connection, job: int) -> int:
 @app.step()
 def plain_work(job: int, seconds: float, fail_first: bool) -> int:
     record_execution(job)
-    time.sleep(seconds)
+    time.sleep(seconds)  # simulated work inside the step
     if fail_first and executions_of(job) == 1:
         raise RuntimeError(f"job {job} fails its first attempt on purpose")
     return job
@@ -98,7 +98,7 @@ def drain_job(job: int, seconds: float = 0.0, fail_first: bool = False) -> int:
 def plain_job(job: int, seconds: float) -> int:
     """No steps: its outcome exists only in the worker's memory until the worker writes it."""
     record_execution(job)
-    time.sleep(seconds)
+    time.sleep(seconds)  # simulated work inside the job
     return job
 
 
@@ -115,7 +115,7 @@ def hold_connection(conn: psycopg.Connection, job: int, gate: str) -> int:
     """Keeps a pooled connection checked out (this step's transaction) until the gate opens."""
     conn.execute("SELECT 1")
     while not gate_open(gate):
-        time.sleep(0.05)
+        time.sleep(0.05)  # a transaction held open on a gate: poll interval
     return job
 
 
@@ -141,7 +141,7 @@ def wait_for_gate(job: int, gate: str) -> int:
                 return job
         except psycopg.OperationalError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.05)  # a step blocked on a gate: poll interval
 
 
 @app.workflow()

@@ -69,14 +69,14 @@ def ordinary(index: int) -> int:
 
 @app.workflow()
 def steady(index: int, seconds: float) -> int:
-    time.sleep(seconds)
+    time.sleep(seconds)  # simulated work inside the job
     return index
 
 
 @app.workflow()
 def busywork() -> None:
     """Background load: keeps claim rounds happening while a test measures something else."""
-    time.sleep(0.02)
+    time.sleep(0.02)  # simulated work: the background load
 
 
 @app.workflow()
@@ -90,7 +90,7 @@ def interval(index: int, seconds: float) -> int:
     """Records the real start and end of its thread's work, even when cancelled meanwhile."""
     started = time.time()
     try:
-        time.sleep(seconds)
+        time.sleep(seconds)  # simulated work between the recorded start and end
     finally:
         record("intervals", job=index, pid=os.getpid(), started=started, ended=time.time())
     return index
@@ -160,7 +160,7 @@ def pill(marker: str) -> None:
 def effect_step(conn: psycopg.Connection, n: int) -> int:
     conn.execute(sql.SQL("INSERT INTO {}.effects (n, pid) VALUES (%s, %s)").format(SCHEMA),
                  (n, os.getpid()))
-    time.sleep(0.3)
+    time.sleep(0.3)  # simulated work: the parent's timeout lands mid-way
     return n
 
 
@@ -204,7 +204,7 @@ def parent_of_flaky(key: str) -> str:
 def deploy_span(index: int, seconds: float) -> int:
     started = time.time()
     try:
-        time.sleep(seconds)
+        time.sleep(seconds)  # simulated work between the recorded start and end
     finally:
         record("intervals", job=index, pid=os.getpid(), started=started, ended=time.time())
     return index

@@ -22,7 +22,7 @@ deploy = app.queue("deploy")
 def deploy_span(index: int, seconds: float) -> int:
     started = time.time()
     try:
-        time.sleep(seconds)
+        time.sleep(seconds)  # simulated work between the recorded start and end
     finally:
         with psycopg.connect(os.environ["PGSCHED_DATABASE_URL"], autocommit=True) as conn:
             conn.execute(

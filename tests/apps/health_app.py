@@ -32,7 +32,7 @@ def hold() -> str:
     with psycopg.connect(os.environ["PGSCHED_DATABASE_URL"], autocommit=True) as conn:
         query = sql.SQL("SELECT count(*) FROM {}.releases").format(SCHEMA)
         while conn.execute(query).fetchone()[0] == 0:  # type: ignore[index]
-            time.sleep(0.05)
+            time.sleep(0.05)  # a job blocked until released: poll interval
     return "released"
 
 
@@ -57,4 +57,4 @@ def kill_listener() -> str:
 def ignore_timeout() -> None:
     """A run that never returns, whatever its timeout says (threads cannot be killed)."""
     while True:
-        time.sleep(0.05)
+        time.sleep(0.05)  # never returns, on purpose: it outlives its timeout

@@ -40,7 +40,7 @@ def wait_gate(key: str, step: int, timeout: float = 60.0) -> None:
         with app.db.connection() as conn:
             if conn.execute(query, (key, step)).fetchone():
                 return
-        time.sleep(0.02)
+        time.sleep(0.02)  # a step blocked on a gate: poll interval
         waited += 0.02
     raise TimeoutError(f"gate {key}/{step} never opened")
 

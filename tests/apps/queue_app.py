@@ -42,7 +42,7 @@ def gate_open(name: str) -> bool:
 
 def wait_gate(name: str) -> None:
     while not gate_open(name):
-        time.sleep(0.02)
+        time.sleep(0.02)  # a job blocked on a gate: poll interval
 
 
 @app.workflow()
@@ -52,7 +52,7 @@ def span(index: int, seconds: float) -> None:
         conn.execute(sql.SQL("INSERT INTO {}.spans (job, pid, started) "
                              "VALUES (%s, %s, clock_timestamp())").format(SCHEMA),
                      (index, os.getpid()))
-        time.sleep(seconds)
+        time.sleep(seconds)  # simulated work between the recorded start and end
         conn.execute(sql.SQL("UPDATE {}.spans SET ended = clock_timestamp() WHERE job = %s")
                      .format(SCHEMA), (index,))
 
@@ -80,7 +80,7 @@ def always_fails(message: str) -> None:
 @app.workflow()
 def sleeps(seconds: float) -> str:
     record("log", label="sleeping", pid=os.getpid())
-    time.sleep(seconds)
+    time.sleep(seconds)  # simulated work inside the job
     return "woke"
 
 

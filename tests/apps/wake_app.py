@@ -31,7 +31,7 @@ def produce(count: int, pause: float, burst: int) -> None:
     for index in range(count):
         jobs.enqueue(noop, index)
         if pause and (index + 1) % burst == 0:
-            time.sleep(random.uniform(0, pause))
+            time.sleep(random.uniform(0, pause))  # the load: a random pause between bursts
 
 
 if __name__ == "__main__":
