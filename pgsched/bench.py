@@ -41,7 +41,18 @@ from pgsched.bench_compare import stop_processes
 from pgsched.errors import PgschedError
 from pgsched.settings import Settings, load_settings
 
-BENCH_QUEUES = ("drain", "latency", "counted")
+BENCH_QUEUES = ("drain", "latency", "counted", "cpu", "express")
+
+#: How long each CPU-bound job of the ``cpu`` queue computes: several of the interpreter's
+#: switch intervals (5 ms), as real work would.
+BURN_MS = 20.0
+
+#: Where the latency beside CPU-bound jobs is measured: the worker processes of each
+#: placement, by the queues each one serves.
+CPU_PLACEMENTS: dict[str, tuple[str, ...]] = {
+    "same_worker": ("cpu,express",),
+    "own_worker": ("cpu", "express"),
+}
 
 #: How the bench tells its worker processes the fleet-wide ``concurrency`` of its ``limited``
 #: queue: half of what the largest fleet could run (16 for four workers of concurrency 8), so
@@ -73,6 +84,26 @@ def stamp() -> float:
     return time.time()
 
 
+def burn(ms: float) -> int:
+    """A CPU-bound job: pure-Python arithmetic for ``ms`` milliseconds, holding the GIL the
+    way such code does. Returns the iterations, so the work cannot be skipped."""
+    end = time.perf_counter() + ms / 1000
+    iterations = 0
+    while time.perf_counter() < end:
+        sum(range(200))
+        iterations += 1
+    return iterations
+
+
+def latency_summary(samples: list[float]) -> dict[str, float]:
+    """Median and 99th percentile of latency samples (ms), and how many there were."""
+    if not samples:
+        return {"p50": float("nan"), "p99": float("nan"), "samples": 0}
+    cuts = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) > 1 \
+        else [samples[0]] * 99
+    return {"p50": statistics.median(samples), "p99": cuts[98], "samples": len(samples)}
+
+
 def build_app(settings: Settings | None = None, limited: int | None = None) -> App:
     app = App("pgsched-bench", settings=settings)
     for name in BENCH_QUEUES:
@@ -80,6 +111,7 @@ def build_app(settings: Settings | None = None, limited: int | None = None) -> A
     app.queue("limited", concurrency=limited or int(os.environ.get(LIMIT_ENV, "16")))
     app.workflow(name="bench.noop")(noop)
     app.workflow(name="bench.stamp")(stamp)
+    app.workflow(name="bench.burn")(burn)
     return app
 
 
@@ -319,6 +351,9 @@ class Bench:
     def _unfinished(self, queue: str) -> int:
         return int(self._scalar(self.app.db.sql("bench_count"), {"queue": queue}))
 
+    def _running(self, queue: str) -> int:
+        return int(self._scalar(self.app.db.sql("bench_running"), {"queue": queue}))
+
     def run(self) -> dict[str, Any]:
         try:
             return self._run()
@@ -359,6 +394,8 @@ class Bench:
         result["latency_ms"] = self._latency()
         result["latency_under_load_ms"] = self._latency_under_load()
         result.update(self._counted())
+        result["latency_beside_cpu_ms"] = self._latency_beside_cpu()
+        result["cpu_job_ms"] = BURN_MS
         if cfg.scaling:
             result["scaling"] = self._scaling()
         ceiling = result["ceiling"]["per_s"]
@@ -482,11 +519,53 @@ class Bench:
                 break
             samples.append((started - committed) * 1000)
         self._wait(lambda: self._unfinished("drain") == 0, 600, "the backlog to drain", 0.1)
-        if not samples:
-            return {"p50": float("nan"), "p99": float("nan"), "samples": 0}
-        cuts = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) > 1 \
-            else [samples[0]] * 99
-        return {"p50": statistics.median(samples), "p99": cuts[98], "samples": len(samples)}
+        return latency_summary(samples)
+
+    def _latency_beside_cpu(self) -> dict[str, dict[str, float]]:
+        """Enqueue-to-start of no-op jobs on the idle ``express`` queue while the ``cpu``
+        queue keeps ``concurrency`` CPU-bound jobs running, with ``express`` served by the
+        same worker process as ``cpu``, and by a worker process of its own.
+
+        A worker runs its jobs in threads of one process, and pure-Python CPU work holds the
+        GIL that the worker's claim loop, its LISTEN thread and every other job need too: a
+        light job waits for it at each of those steps, up to several switch intervals each.
+        On a worker of its own the light queue shares only the machine's cores. This is the
+        measurement behind the README's advice to give latency-sensitive queues their own
+        workers. (A shorter switch interval in the worker was tried and not adopted: at 1 ms
+        it halved that tail but cost CPU-bound jobs a third of their throughput.)"""
+        self._stop_workers()
+        found: dict[str, dict[str, float]] = {}
+        for placement, fleet in CPU_PLACEMENTS.items():
+            for queues in fleet:
+                self._worker(self.url, queues, self.config.concurrency)
+            self._wait(lambda n=len(fleet): self._workers() >= n, 60,
+                       f"{len(fleet)} worker(s)", 0.05)
+            try:
+                found[placement] = latency_summary(self._starts_beside_cpu())
+            finally:
+                self._stop_workers()
+                self._clear()
+        return found
+
+    def _starts_beside_cpu(self) -> list[float]:
+        """Start ``latency_samples`` light jobs one after another (each once the previous one
+        has started) while the CPU-bound backlog never runs dry: it is topped up before it
+        could. Returns each one's enqueue-to-start in ms."""
+        concurrency = self.config.concurrency
+        cpu, express = self.app.get_queue("cpu"), self.app.get_queue("express")
+        backlog = [("bench.burn", (BURN_MS,), {})] * (4 * concurrency)
+        cpu.enqueue_many(backlog)
+        self._wait(lambda: self._running("cpu") >= concurrency, 60,
+                   f"{concurrency} CPU-bound jobs to run", 0.01)
+        samples: list[float] = []
+        while len(samples) < self.config.latency_samples:
+            if self._unfinished("cpu") < 2 * concurrency:
+                cpu.enqueue_many(backlog)
+            handle = express.enqueue("bench.stamp")
+            committed = time.time()
+            started = handle.result(timeout=60, poll=0.002)
+            samples.append((started - committed) * 1000)
+        return samples
 
     # -- scaling: producer and worker processes, and pgqueuer beside ------------------------
 

@@ -34,6 +34,11 @@ def test_bench_reports_every_measurement_and_cleans_up(env, database_url) -> Non
     assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
     under_load = result["latency_under_load_ms"]
     assert set(under_load) == {"p50", "p99", "samples"} and under_load["samples"] >= 0
+    beside_cpu = result["latency_beside_cpu_ms"]
+    assert set(beside_cpu) == {"same_worker", "own_worker"} and result["cpu_job_ms"] > 0
+    for placement, measured in beside_cpu.items():
+        assert measured["samples"] == 5, placement  # the CPU-bound backlog never ran dry
+        assert measured["p50"] <= measured["p99"], placement
     assert "scaling" not in result
     ceiling = result["ceiling"]
     assert ceiling["tool"] in ("pgbench", "psycopg") and ceiling["per_s"] > 0

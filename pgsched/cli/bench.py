@@ -58,6 +58,7 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
         return
     server = result["server"]
     latency = result["latency_ms"]
+    cpu = result["latency_beside_cpu_ms"]
     ceiling = result["ceiling"]
 
     def rate(key: str, unit: str = "jobs/s") -> str:
@@ -79,6 +80,10 @@ def bench_command(ctx: click.Context, jobs: int, concurrency: int, latency_sampl
          f"{result['latency_under_load_ms']['p50']:.2f} / - / "
          f"{result['latency_under_load_ms']['p99']:.2f} ms "
          f"({result['latency_under_load_ms']['samples']} samples)"),
+        *[(f"  same, beside {concurrency} CPU-bound jobs ({result['cpu_job_ms']:.0f} ms) on "
+           f"{where}", f"{cpu[placement]['p50']:.2f} / - / {cpu[placement]['p99']:.2f} ms")
+          for placement, where in (("same_worker", "its worker"),
+                                   ("own_worker", "another worker"))],
         ("idle worker statements", f"{result['idle_statements_per_s']:.2f} /s"),
         ("statements per drained job", f"{result['statements_per_job']:.2f}"),
     ]
