@@ -1,7 +1,8 @@
 """One claim round is one transaction: the pipeline's implicit one, committed at its Sync.
 
 The round sends the batched finish and the claims with no BEGIN or COMMIT; these tests hold
-it to the promise that they commit together or not at all."""
+it to the promise that they commit together or not at all. The one exception, also tested:
+a queue the worker ran nothing of is claimed in a short transaction ahead of the round."""
 
 from __future__ import annotations
 
@@ -57,6 +58,53 @@ def test_a_failing_claim_rolls_back_the_finish_sent_with_it(make_app, sql) -> No
     assert dispatcher._round(conn, claim_more=True) == 1
     assert sql("SELECT id, status FROM workflows ORDER BY id") == [
         (done, "SUCCESS"), ("poison", "RUNNING")]
+    conn.close()
+
+
+REFUSE_FINISH = """
+CREATE FUNCTION refuse_finish() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'refused finish'; END $$;
+CREATE TRIGGER refuse_finish BEFORE UPDATE ON workflows FOR EACH ROW
+WHEN (NEW.queue = 'busy' AND NEW.status = 'SUCCESS') EXECUTE FUNCTION refuse_finish();
+"""
+
+
+def test_an_idle_queues_claim_commits_ahead_of_the_rounds_finishes(make_app, sql) -> None:
+    """A queue the worker ran nothing of is claimed in a transaction of its own, ahead of the
+    round's finishes (a job there starts without waiting for a busy queue's batch): when the
+    finish fails, that claim has committed anyway. A queue that was busy is claimed in the
+    finish's transaction, and is rolled back with it."""
+    app = make_app("express")
+    busy, idle = app.queue("busy"), app.queue("idle")
+
+    @app.workflow()
+    def job() -> None:
+        """Never runs: the test drives the dispatcher's rounds by hand."""
+
+    app.migrate()
+    first = busy.enqueue(job).workflow_id
+    dispatcher = Dispatcher(app, "w-test", [busy, idle], 3, WorkerMetrics())
+    dispatcher.executor.submit = lambda task: None  # claimed runs are not executed
+    conn = dispatcher._connect()
+    assert dispatcher._round(conn, claim_more=True) == 1
+    token = dispatcher.running[first].token
+    sql(REFUSE_FINISH)
+    second = busy.enqueue(job).workflow_id
+    lone = idle.enqueue(job).workflow_id
+    dispatcher.outcomes.append(Outcome(first, token, "SUCCESS", output="null"))
+    dispatcher.ready |= {"busy", "idle"}
+
+    with pytest.raises(psycopg.errors.RaiseException, match="refused finish"):
+        dispatcher._round(conn, claim_more=True)
+    assert dict(sql("SELECT id, status FROM workflows")) == {
+        first: "RUNNING", second: "ENQUEUED", lone: "RUNNING"}
+    assert lone in dispatcher.running
+    assert [o.workflow_id for o in dispatcher.unwritten] == [first]  # kept for the next round
+
+    sql("DROP TRIGGER refuse_finish ON workflows")
+    assert dispatcher._round(conn, claim_more=True) == 1
+    assert dict(sql("SELECT id, status FROM workflows")) == {
+        first: "SUCCESS", second: "RUNNING", lone: "RUNNING"}
     conn.close()
 
 
