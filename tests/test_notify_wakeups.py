@@ -32,12 +32,23 @@ def listening(sql, channel: str) -> int:
                (f'LISTEN "{channel}"',))[0][0]
 
 
+def polled(sql, pid: int) -> bool:
+    """Whether the worker's claim loop has made its start-up poll and waits: its connection
+    is idle after ``peek.sql`` (each statement is headed by its file's name). From then on
+    only a NOTIFY, or the poll 600 s later, can make it claim."""
+    return bool(sql(
+        "SELECT count(*) FROM pg_stat_activity a JOIN workers w ON a.application_name = w.id "
+        "WHERE w.pid = %s AND a.state = 'idle' AND a.query LIKE %s",
+        (pid, "-- pgsched queries/peek.sql%"))[0][0])
+
+
 def start_idle_worker(wapp, sql, workers, concurrency: int = 8) -> None:
-    workers.start("wake_app.py", "--queues", "jobs", "--concurrency", str(concurrency),
-                  env=NO_POLL)
+    worker = workers.start("wake_app.py", "--queues", "jobs", "--concurrency", str(concurrency),
+                           env=NO_POLL)
     wait_for(lambda: listening(sql, wapp.app.db.channel) >= 1, 30,
              what="the LISTEN connection", logs=workers.logs)
-    time.sleep(0.5)  # the first polls after start-up pass; then only a NOTIFY can wake it
+    wait_for(lambda: polled(sql, worker.pid), 30, what="the worker's start-up poll",
+             logs=workers.logs)
 
 
 def waits(sql) -> list[float]:
@@ -63,7 +74,6 @@ def test_a_run_enqueued_onto_an_idle_fleet_starts_without_a_poll(wapp, sql, work
         wapp.jobs.enqueue(wapp.noop, index)
         wait_for(lambda i=index: finished(sql) == i + 1, 10, what=f"run {index}",
                  logs=workers.logs)
-        time.sleep(0.05)  # the worker is idle again before the next one
     assert max(waits(sql)) < 0.5
 
 
@@ -111,7 +121,7 @@ def test_an_enqueue_in_the_callers_transaction_wakes_at_its_commit(wapp, sql, wo
     start_idle_worker(wapp, sql, workers)
     with psycopg.connect(database_url) as conn:
         wapp.jobs.enqueue(wapp.noop, 1, conn=conn)
-        time.sleep(0.3)
+        time.sleep(0.3)  # watched, not waited for: nothing may start while it is uncommitted
         assert finished(sql) == 0, "the run started before its transaction committed"
     wait_for(lambda: finished(sql) == 1, 10, what="the run after the commit", logs=workers.logs)
     assert max(waits(sql)) < 1.0  # 0.3 s of it inside the open transaction
