@@ -20,11 +20,15 @@ from pgsched.worker.dispatcher import Dispatcher
 from pgsched.worker.metrics import WorkerMetrics
 from tests.waiting import wait_for
 
-POISON = """
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'poisoned claim'; END $$;
-CREATE TRIGGER refuse_poison BEFORE UPDATE ON workflows FOR EACH ROW
-WHEN (NEW.id = 'poison' AND NEW.status = 'RUNNING') EXECUTE FUNCTION refuse_poison();
+
+def refusing(message: str, when: str) -> str:
+    """SQL for a trigger ``refuse`` that fails every UPDATE of a run when ``when`` holds: a
+    statement of the round that the database refuses, at a place the test chooses."""
+    return f"""
+CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '{message}'; END $$;
+CREATE TRIGGER refuse BEFORE UPDATE ON workflows FOR EACH ROW
+WHEN ({when}) EXECUTE FUNCTION refuse();
 """
 
 
@@ -43,7 +47,7 @@ def test_a_failing_claim_rolls_back_the_finish_sent_with_it(make_app, sql) -> No
     conn = dispatcher._connect()
     assert dispatcher._round(conn, claim_more=True) == 1
     token = dispatcher.running[done].token
-    sql(POISON)
+    sql(refusing("poisoned claim", "NEW.id = 'poison' AND NEW.status = 'RUNNING'"))
     jobs.enqueue(job, workflow_id="poison")
     dispatcher.outcomes.append(Outcome(done, token, "SUCCESS", output="null"))
     dispatcher.ready.add("jobs")
@@ -54,19 +58,11 @@ def test_a_failing_claim_rolls_back_the_finish_sent_with_it(make_app, sql) -> No
         (done, "RUNNING"), ("poison", "ENQUEUED")]
     assert [o.workflow_id for o in dispatcher.unwritten] == [done]  # kept for the next round
 
-    sql("DROP TRIGGER refuse_poison ON workflows")
+    sql("DROP TRIGGER refuse ON workflows")
     assert dispatcher._round(conn, claim_more=True) == 1
     assert sql("SELECT id, status FROM workflows ORDER BY id") == [
         (done, "SUCCESS"), ("poison", "RUNNING")]
     conn.close()
-
-
-REFUSE_FINISH = """
-CREATE FUNCTION refuse_finish() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'refused finish'; END $$;
-CREATE TRIGGER refuse_finish BEFORE UPDATE ON workflows FOR EACH ROW
-WHEN (NEW.queue = 'busy' AND NEW.status = 'SUCCESS') EXECUTE FUNCTION refuse_finish();
-"""
 
 
 def test_an_idle_queues_claim_commits_ahead_of_the_rounds_finishes(make_app, sql) -> None:
@@ -88,7 +84,7 @@ def test_an_idle_queues_claim_commits_ahead_of_the_rounds_finishes(make_app, sql
     conn = dispatcher._connect()
     assert dispatcher._round(conn, claim_more=True) == 1
     token = dispatcher.running[first].token
-    sql(REFUSE_FINISH)
+    sql(refusing("refused finish", "NEW.queue = 'busy' AND NEW.status = 'SUCCESS'"))
     second = busy.enqueue(job).workflow_id
     lone = idle.enqueue(job).workflow_id
     dispatcher.outcomes.append(Outcome(first, token, "SUCCESS", output="null"))
@@ -101,7 +97,7 @@ def test_an_idle_queues_claim_commits_ahead_of_the_rounds_finishes(make_app, sql
     assert lone in dispatcher.running
     assert [o.workflow_id for o in dispatcher.unwritten] == [first]  # kept for the next round
 
-    sql("DROP TRIGGER refuse_finish ON workflows")
+    sql("DROP TRIGGER refuse ON workflows")
     assert dispatcher._round(conn, claim_more=True) == 1
     assert dict(sql("SELECT id, status FROM workflows")) == {
         first: "SUCCESS", second: "RUNNING", lone: "RUNNING"}
