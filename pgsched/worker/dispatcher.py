@@ -5,7 +5,7 @@ round and claims new runs for the freed capacity, in one transaction sent as one
 the batched finish and one claim per ready queue cost a single network round trip and a
 single commit, however many runs the round finishes and starts. The one exception: a queue
 this worker ran nothing of when the round began is claimed first, in a short transaction of
-its own, so that a job on an idle queue does not wait for a busy queue's batch (``_express``).
+its own, so that a job on an idle queue does not wait for a busy queue's batch (``_round``).
 
 The transaction is the pipeline's implicit one: PostgreSQL runs every statement up to the
 pipeline's single Sync message in one transaction, committed at the Sync (or rolled back as a
@@ -399,28 +399,24 @@ class Dispatcher:
                 self._log_info[outcome.workflow_id] = running
 
     def _round(self, conn: psycopg.Connection, claim_more: bool) -> int:
-        busy = {name for name, count in self.per_queue.items() if count > 0}
+        # Queues whose claim stays in the round: those this worker runs something of, and
+        # those with a fleet-wide limit (the round's finishes may free their slots, and a
+        # rate-limited claim takes its lock in queue order with the round's other claims).
+        kept = {name for name, count in self.per_queue.items() if count > 0} | self.limited
         self._take()
         writes, returned = list(self.unwritten), list(self.unreleased)
         plan = self._plan() if claim_more and self.lease.fresh() else []
-        express = [share for share in plan if self._express(share[0], share[2], busy)]
+        # Any other queue (recovered runs aside: they are claimed alone) has its claim commit
+        # on its own first, so the job starts without waiting for the rest of the round (a
+        # batch of finishes and claims of the busy queues): a job on an idle queue beside a
+        # backlog waits for the round in flight and one short claim, not a full round more.
+        # The split costs a commit only in such rounds.
+        express = [share for share in plan if not share[2] and share[0].name not in kept]
         claimed = 0
         if express and (writes or returned or len(express) < len(plan)):
-            # A queue this worker was running nothing of: its claim commits on its own
-            # first, so the job starts without waiting for the rest of the round (a batch
-            # of finishes and claims of the busy queues). A job on an idle queue beside a
-            # backlog then waits for the round in flight and one short claim, not for a
-            # full round more; the split costs a commit only in such rounds.
             claimed += self._transaction(conn, [], [], express)
             plan = [share for share in plan if share not in express]
         return claimed + self._transaction(conn, writes, returned, plan)
-
-    def _express(self, queue: Queue, suspect: bool, busy: set[str]) -> bool:
-        """Whether a claim of ``queue`` may go ahead of the round, in a transaction of its
-        own: a queue this worker ran nothing of at the round's start, without a fleet-wide
-        limit (whose slots this round's finishes may free, and whose rate lock takes queue
-        order with the round's other claims), and no recovered run (claimed alone)."""
-        return not suspect and queue.name not in busy and queue.name not in self.limited
 
     def _transaction(self, conn: psycopg.Connection, writes: list[Outcome],
                      returned: list[str], plan: list[tuple[Queue, int, bool]]) -> int:
