@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import psycopg
 
-from tests.waiting import wait_for
+from tests.waiting import wait_for, worker_backends
 
 JOBS = 120
 SECONDS = 0.5  # each job's length: long enough to be in flight when a takeover happens
@@ -55,9 +55,9 @@ def in_flight_when_frozen(fault, pid: int, logs: Callable[[], str]) -> set[int]:
     a row still there after the look proves it."""
     worker = registered_id(fault, pid)
     assert worker is not None, f"worker {pid} has no row in workers at the fault\n{logs()}"
-    wait_for(lambda: not active_backends(fault, worker), 1.0,
+    wait_for(lambda: not active_backends(fault, pid), 1.0,
              what=f"the statements worker {worker} sent before the fault to finish",
-             logs=lambda: f"still active: {active_backends(fault, worker)}\n{logs()}")
+             logs=lambda: f"still active: {active_backends(fault, pid)}\n{logs()}")
     in_flight = fault.running_on(pid)
     assert registered_id(fault, pid) == worker, (
         f"worker {worker} was taken over before the test read its runs: the in-flight set "
@@ -72,10 +72,10 @@ def registered_id(fault, pid: int) -> str | None:  # type: ignore[no-untyped-def
     return rows[0][0] if rows else None
 
 
-def active_backends(fault, worker: str) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
-    """The worker's server backends still running a statement: (backend pid, query)."""
-    return fault.sql("SELECT pid, left(query, 120) FROM pg_stat_activity "
-                     "WHERE application_name = %s AND state = 'active'", (worker,))
+def active_backends(fault, pid: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """The statements the worker's server backends are still running."""
+    return [query[:120] for state, query in worker_backends(fault.sql, pid)
+            if state == "active"]
 
 
 def declared_dead(fault, pid: int) -> bool:  # type: ignore[no-untyped-def]

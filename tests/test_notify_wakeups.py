@@ -14,7 +14,7 @@ import pytest
 
 from pgsched.wakeups import Waker
 from tests.conftest import APPS, ROOT
-from tests.waiting import wait_for
+from tests.waiting import wait_for, worker_backends
 
 #: Polling this slow means a run found by anything but a NOTIFY waits ten minutes.
 NO_POLL = {"PGSCHED_POLL_INTERVAL": "60"}
@@ -36,10 +36,8 @@ def polled(sql, pid: int) -> bool:
     """Whether the worker's claim loop has made its start-up poll and waits: its connection
     is idle after ``peek.sql`` (each statement is headed by its file's name). From then on
     only a NOTIFY, or the poll 600 s later, can make it claim."""
-    return bool(sql(
-        "SELECT count(*) FROM pg_stat_activity a JOIN workers w ON a.application_name = w.id "
-        "WHERE w.pid = %s AND a.state = 'idle' AND a.query LIKE %s",
-        (pid, "-- pgsched queries/peek.sql%"))[0][0])
+    return any(state == "idle" and query.startswith("-- pgsched queries/peek.sql")
+               for state, query in worker_backends(sql, pid))
 
 
 def start_idle_worker(wapp, sql, workers, concurrency: int = 8) -> None:

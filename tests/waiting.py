@@ -29,3 +29,11 @@ def wait_for(
             raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
         time.sleep(interval)  # the poll interval; the deadline counts these
         waited += interval
+
+
+def worker_backends(sql: Callable[..., list[tuple]], pid: int) -> list[tuple[str, str]]:
+    """(state, query) of each server backend of the worker process ``pid``: a worker's
+    connections carry its id, registered in ``workers``, as application_name. Empty once its
+    row is gone. What a worker is doing, seen from the server, for tests that wait on it."""
+    return sql("SELECT a.state, a.query FROM pg_stat_activity a JOIN workers w "
+               "ON a.application_name = w.id WHERE w.pid = %s", (pid,))
