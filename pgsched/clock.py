@@ -8,6 +8,13 @@ delayed job before its time, and one that is slow neither drops ticks nor holds 
 The offset is measured on every heartbeat (and once when a client opens its pool), from the
 database's ``clock_timestamp()`` and the local time halfway through the round trip.
 
+A sample's round trip bounds its error, and on a busy worker a heartbeat's round trip is
+inflated by the GIL and the run queue, not by the network. So, as NTP's clock filter does,
+the offset comes from the best of the last few samples, not from the newest: one slow
+heartbeat neither moves the offset nor widens the margin claims add (``latest``). A sample
+that cannot be true together with the best one (their error bounds do not overlap) means a
+clock was stepped; it replaces the history at once.
+
 Under freezegun the frozen time is used as it is, with no offset: a test drives the clock.
 Liveness (heartbeats, takeover) compares times on the database clock directly, in SQL.
 """
@@ -15,6 +22,8 @@ Liveness (heartbeats, takeover) compares times on the database clock directly, i
 from __future__ import annotations
 
 import threading
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,9 +40,30 @@ MAX_ROUND_TRIP = 0.25
 
 #: Never trust an offset to better than this, however fast the sample's round trip.
 MIN_UNCERTAINTY = timedelta(milliseconds=2)
+#: Samples the offset is chosen from: at a 5 s heartbeat, the last 40 seconds.
+SAMPLES = 8
+#: How fast two machines' clocks may drift apart (quartz is within 100 ppm): a sample's error
+#: bound grows by this much per second of its age.
+DRIFT = 1e-4
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measurement: the database clock was ``offset`` ahead, give or take ``error``
+    (half the round trip), at the local time ``at``."""
+
+    offset: timedelta
+    error: timedelta
+    at: datetime
+
+    def error_at(self, now: datetime) -> timedelta:
+        """The error bound at local time ``now``, the drift since the sample included."""
+        return self.error + abs(now - self.at) * DRIFT
+
 
 _offset = timedelta(0)
 _uncertainty = MIN_UNCERTAINTY
+_samples: deque[Sample] = deque(maxlen=SAMPLES)
 _warned = False
 _lock = threading.Lock()
 
@@ -74,8 +104,8 @@ def offset() -> timedelta:
 def measure(conn: Any) -> timedelta | None:
     """Measure the offset to the database clock on ``conn`` and use it from now on.
 
-    Returns the new offset, or None when the round trip was too slow to tell (or time is
-    frozen, when no offset applies)."""
+    Returns the offset in use after it (see ``observe``), or None when the round trip was too
+    slow to tell (or time is frozen, when no offset applies)."""
     if _frozen():
         return None
     sent = local_now()
@@ -87,20 +117,33 @@ def measure(conn: Any) -> timedelta | None:
 
 def observe(db_now: datetime, sent: datetime, received: datetime) -> timedelta | None:
     """Take one sample: the database said ``db_now`` between the local times ``sent`` and
-    ``received`` (both read with ``local_now``)."""
+    ``received`` (both read with ``local_now``).
+
+    Returns the offset in use after it, or None when the round trip was too slow to tell."""
     global _offset, _uncertainty, _warned
     trip = received - sent
     if trip > timedelta(seconds=MAX_ROUND_TRIP) or _frozen():
         return None
-    measured = db_now - (sent + trip / 2)
+    sample = Sample(offset=db_now - (sent + trip / 2), error=trip / 2, at=sent + trip / 2)
     with _lock:
-        _offset = measured
-        _uncertainty = max(MIN_UNCERTAINTY, trip / 2) * 2
-        off = abs(measured) > WARN_OFFSET
+        if _samples:
+            best = _best(received)
+            if abs(sample.offset - best.offset) > sample.error + best.error_at(received):
+                _samples.clear()  # both cannot be true: a clock was stepped
+        _samples.append(sample)
+        best = _best(received)
+        _offset = best.offset
+        _uncertainty = max(MIN_UNCERTAINTY, best.error_at(received)) * 2
+        off = abs(_offset) > WARN_OFFSET
         if off and not _warned:
             logger.bind(component="clock").warning(
                 "this machine's clock is {:+.3f}s off the database's; pgsched uses the "
                 "database's time for schedules, delays and rate limits, but fix the clock "
-                "(NTP) on this machine", -measured.total_seconds())
+                "(NTP) on this machine", -_offset.total_seconds())
         _warned = off
-    return measured
+        return _offset
+
+
+def _best(now: datetime) -> Sample:
+    """The kept sample with the smallest error bound at local time ``now``."""
+    return min(_samples, key=lambda sample: sample.error_at(now))

@@ -5,8 +5,10 @@ beside this test process's correct clock."""
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from freezegun import freeze_time
 
 from pgsched import clock
@@ -35,6 +37,67 @@ def test_utcnow_follows_the_measured_offset_and_ignores_it_under_freezegun() -> 
     finally:
         wall = datetime.now(timezone.utc)
         clock.observe(wall + before, wall, wall)
+
+
+@pytest.fixture
+def fresh_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No samples yet; the process's own measured offset is back after the test."""
+    monkeypatch.setattr(clock, "_samples", deque(maxlen=clock.SAMPLES))
+    monkeypatch.setattr(clock, "_offset", timedelta(0))
+    monkeypatch.setattr(clock, "_uncertainty", clock.MIN_UNCERTAINTY)
+    monkeypatch.setattr(clock, "_warned", False)
+
+
+def sample(at: datetime, offset_ms: float, trip_ms: float) -> timedelta | None:
+    """Observe the database clock ``offset_ms`` ahead, read halfway through a round trip of
+    ``trip_ms`` centred on the local time ``at``."""
+    half = timedelta(milliseconds=trip_ms / 2)
+    return clock.observe(at + timedelta(milliseconds=offset_ms), at - half, at + half)
+
+
+def margin_ms() -> float:
+    """What claims add to the offset, how far ``latest`` runs ahead of ``utcnow``, to the
+    tenth of a millisecond (a sample's bound has grown by its drift since it was read)."""
+    return round(clock._uncertainty / timedelta(milliseconds=1), 1)
+
+
+def test_a_slow_round_trip_neither_moves_the_offset_nor_widens_the_margin(fresh_clock) -> None:
+    t0 = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    assert sample(t0, offset_ms=10, trip_ms=2) == timedelta(milliseconds=10)
+    # A busy worker's heartbeat: 200 ms round trip, read 80 ms from the truth (within its
+    # 100 ms bound, so both samples can be true).
+    assert sample(t0 + timedelta(seconds=5), offset_ms=90, trip_ms=200) == \
+        timedelta(milliseconds=10)
+    assert margin_ms() == 4.0
+
+
+def test_an_old_sample_gives_way_once_its_drift_bound_passes_a_fresh_ones(fresh_clock) -> None:
+    t0 = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    sample(t0, offset_ms=10, trip_ms=2)
+    # 200 s later the first sample's bound is 1 ms + 200 s x 100 ppm = 21 ms: a fresh sample
+    # with a 10 ms round trip (5 ms bound) is the better one.
+    assert sample(t0 + timedelta(seconds=200), offset_ms=12, trip_ms=10) == \
+        timedelta(milliseconds=12)
+    assert margin_ms() == 10.0
+
+
+def test_a_stepped_clock_is_followed_at_once(fresh_clock) -> None:
+    t0 = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    sample(t0, offset_ms=10, trip_ms=2)
+    # NTP stepped this machine's clock by 5 s: no error bound covers the difference.
+    assert sample(t0 + timedelta(seconds=5), offset_ms=-4990, trip_ms=100) == \
+        timedelta(milliseconds=-4990)
+    assert margin_ms() == 100.0
+    assert sample(t0 + timedelta(seconds=10), offset_ms=-4991, trip_ms=2) == \
+        timedelta(milliseconds=-4991)
+
+
+def test_only_the_last_samples_are_kept(fresh_clock) -> None:
+    t0 = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    sample(t0, offset_ms=10, trip_ms=2)
+    for n in range(1, clock.SAMPLES + 1):
+        offset = sample(t0 + timedelta(seconds=n), offset_ms=10 + n, trip_ms=40)
+    assert offset == timedelta(milliseconds=10 + clock.SAMPLES)
 
 
 def test_workers_with_skewed_clocks_agree_on_ticks_delays_and_rate_limits(
