@@ -61,24 +61,23 @@ def margin_ms() -> float:
     return round(clock._uncertainty / timedelta(milliseconds=1), 1)
 
 
-def test_a_slow_round_trip_neither_moves_the_offset_nor_widens_the_margin(fresh_clock) -> None:
+@pytest.mark.parametrize(("after_s", "offset_ms", "trip_ms", "used_ms", "margin"), [
+    # A busy worker's heartbeat 5 s later: a 200 ms round trip, read 80 ms from the truth
+    # (within its 100 ms bound, so both samples can be true). The first sample stays.
+    (5, 90, 200, 10, 4.0),
+    # 200 s later the first sample's bound has grown to 1 ms + 200 s x 100 ppm = 21 ms: a
+    # fresh sample with a 10 ms round trip (5 ms bound) is the better one.
+    (200, 12, 10, 12, 10.0),
+], ids=["a slow round trip neither moves the offset nor widens the margin",
+        "an old sample gives way once its drift bound passes a fresh one's"])
+def test_the_offset_comes_from_the_sample_with_the_smallest_error_bound(
+        fresh_clock, after_s: float, offset_ms: float, trip_ms: float, used_ms: float,
+        margin: float) -> None:
     t0 = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
     assert sample(t0, offset_ms=10, trip_ms=2) == timedelta(milliseconds=10)
-    # A busy worker's heartbeat: 200 ms round trip, read 80 ms from the truth (within its
-    # 100 ms bound, so both samples can be true).
-    assert sample(t0 + timedelta(seconds=5), offset_ms=90, trip_ms=200) == \
-        timedelta(milliseconds=10)
-    assert margin_ms() == 4.0
-
-
-def test_an_old_sample_gives_way_once_its_drift_bound_passes_a_fresh_ones(fresh_clock) -> None:
-    t0 = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
-    sample(t0, offset_ms=10, trip_ms=2)
-    # 200 s later the first sample's bound is 1 ms + 200 s x 100 ppm = 21 ms: a fresh sample
-    # with a 10 ms round trip (5 ms bound) is the better one.
-    assert sample(t0 + timedelta(seconds=200), offset_ms=12, trip_ms=10) == \
-        timedelta(milliseconds=12)
-    assert margin_ms() == 10.0
+    assert sample(t0 + timedelta(seconds=after_s), offset_ms=offset_ms, trip_ms=trip_ms) == \
+        timedelta(milliseconds=used_ms)
+    assert margin_ms() == margin
 
 
 def test_a_stepped_clock_is_followed_at_once(fresh_clock) -> None:
