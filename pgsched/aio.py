@@ -73,7 +73,8 @@ async def pool(db: Database) -> AsyncConnectionPool:
 async def _open(db: Database) -> AsyncConnectionPool:
     """Open a pool as the sync client opens its own: a first connection attempt that turns a
     failure into a readable typed error (DatabaseUnavailable, ConfigurationError), the same
-    session options, and a measurement of the offset to the database clock. Its connections
+    session options (``_connection`` measures the offset to the database clock as the sync
+    client's ``Database.connection`` does). Its connections
     are in autocommit: every statement pgsched sends through it is its own transaction, and
     ``enqueue_many_async`` opens an explicit one where it needs one."""
     url = await asyncio.to_thread(lambda: db.url)  # may start the embedded server
@@ -85,10 +86,6 @@ async def _open(db: Database) -> AsyncConnectionPool:
         open=False, name="pgsched-async",
     )
     await opened.open(wait=True)
-    async with opened.connection() as conn:
-        sent = clock.local_now()
-        row = await (await conn.execute("SELECT clock_timestamp() AS db_now")).fetchone()
-        clock.observe(row["db_now"], sent, clock.local_now())  # type: ignore[index]
     return opened
 
 
@@ -122,6 +119,10 @@ async def _connection(db: Database, conn: Any) -> AsyncIterator[Any]:
         yield conn
         return
     async with (await pool(db)).connection() as pooled:
+        if clock.stale():  # as Database.connection does
+            sent = clock.local_now()
+            row = await (await pooled.execute("SELECT clock_timestamp() AS db_now")).fetchone()
+            clock.observe(row["db_now"], sent, clock.local_now())  # type: ignore[index]
         yield pooled
 
 
@@ -254,7 +255,7 @@ async def get_event(app: App, workflow_id: str, key: str, timeout: float) -> Any
 async def get_run(handle: Handle) -> dict[str, Any]:
     """The run's row, as ``Handle._row`` reads it."""
     db = handle._db
-    async with (await pool(db)).connection() as conn:
+    async with _connection(db, None) as conn:
         cur = await conn.execute(db.sql("get_run"), {"id": handle.workflow_id})
         return handle._found(await cur.fetchone())
 

@@ -5,7 +5,8 @@ tick's due time and high-water mark — comes from ``utcnow()`` and is passed in
 parameter. ``utcnow()`` is this machine's clock corrected by its measured offset to the
 database clock, so a worker whose clock is 20 s fast neither runs a tick early nor starts a
 delayed job before its time, and one that is slow neither drops ticks nor holds jobs back.
-The offset is measured on every heartbeat (and once when a client opens its pool), from the
+The offset is measured on every heartbeat, and by a process with no heartbeat on its first
+pooled connection and again once its last sample is a minute old (``stale``), from the
 database's ``clock_timestamp()`` and the local time halfway through the round trip.
 
 A sample's round trip bounds its error, and on a busy worker a heartbeat's round trip is
@@ -42,6 +43,10 @@ MAX_ROUND_TRIP = 0.25
 MIN_UNCERTAINTY = timedelta(milliseconds=2)
 #: Samples the offset is chosen from: at a 5 s heartbeat, the last 40 seconds.
 SAMPLES = 8
+#: A process with no heartbeat (one that only enqueues) measures again on its next pooled
+#: connection once its last sample is this old, so a clock stepped after its pool opened is
+#: followed within a minute, at once for a step larger than this.
+REFRESH = timedelta(seconds=60)
 #: How fast two machines' clocks may drift apart (quartz is within 100 ppm): a sample's error
 #: bound grows by this much per second of its age.
 DRIFT = 1e-4
@@ -64,6 +69,7 @@ class Sample:
 _offset = timedelta(0)
 _uncertainty = MIN_UNCERTAINTY
 _samples: deque[Sample] = deque(maxlen=SAMPLES)
+_observed_at: datetime | None = None  # local time of the last sample, kept or not
 _warned = False
 _lock = threading.Lock()
 
@@ -90,6 +96,13 @@ def latest() -> datetime:
     would otherwise find nothing due, right after the NOTIFY that announced the run."""
     now = utcnow()
     return now if type(now) is not _REAL[0] else now + _uncertainty
+
+
+def stale() -> bool:
+    """Whether to measure before the next statement: no sample yet, or the last one is older
+    than ``REFRESH`` by this machine's clock (never under freezegun)."""
+    now = local_now()
+    return type(now) is _REAL[0] and (_observed_at is None or abs(now - _observed_at) > REFRESH)
 
 
 def _frozen() -> bool:
@@ -120,9 +133,12 @@ def observe(db_now: datetime, sent: datetime, received: datetime) -> timedelta |
     ``received`` (both read with ``local_now``).
 
     Returns the offset in use after it, or None when the round trip was too slow to tell."""
-    global _offset, _uncertainty, _warned
+    global _offset, _uncertainty, _observed_at, _warned
+    if _frozen():
+        return None
+    _observed_at = received  # a slow sample too: a slow network is not measured every time
     trip = received - sent
-    if trip > timedelta(seconds=MAX_ROUND_TRIP) or _frozen():
+    if trip > timedelta(seconds=MAX_ROUND_TRIP):
         return None
     sample = Sample(offset=db_now - (sent + trip / 2), error=trip / 2, at=sent + trip / 2)
     with _lock:

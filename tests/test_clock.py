@@ -5,6 +5,7 @@ beside this test process's correct clock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from datetime import datetime, timedelta, timezone
 
@@ -97,6 +98,43 @@ def test_only_the_last_samples_are_kept(fresh_clock) -> None:
     for n in range(1, clock.SAMPLES + 1):
         offset = sample(t0 + timedelta(seconds=n), offset_ms=10 + n, trip_ms=40)
     assert offset == timedelta(milliseconds=10 + clock.SAMPLES)
+
+
+@pytest.mark.parametrize("client", ["sync", "async"])
+def test_a_process_that_only_enqueues_follows_a_clock_stepped_after_its_pool_opened(
+        fresh_clock, monkeypatch: pytest.MonkeyPatch, load_app_module, sql, client: str) -> None:
+    module = load_app_module("clock_app.py")
+    module.app.migrate()
+    real = clock.local_now
+    loop = asyncio.new_event_loop()  # one loop, so one async pool, across the step
+
+    async def enqueue_async(label: str) -> str:
+        return (await module.fast.enqueue_async(module.stamp, label)).workflow_id
+
+    def enqueue(*labels: str) -> list[str]:
+        if client == "async":
+            return [loop.run_until_complete(enqueue_async(label)) for label in labels]
+        return [module.fast.enqueue(module.stamp, label).workflow_id for label in labels]
+
+    def lead(workflow_id: str) -> float:
+        """How far the run's due time is ahead of the database's clock now, in seconds."""
+        [(ahead,)] = sql("SELECT extract(epoch FROM not_before - clock_timestamp()) "
+                         "FROM workflows WHERE id = %s", (workflow_id,))
+        return float(ahead)
+
+    try:
+        [before] = enqueue("before the step")
+        assert lead(before) < 0.5
+        # NTP steps this machine's clock two minutes ahead; the process has no heartbeat. The
+        # enqueue that notices the step computed its due time before it took a connection,
+        # so it still carries the old offset; every one after it is on the database's clock.
+        monkeypatch.setattr(clock, "local_now", lambda: real() + timedelta(minutes=2))
+        *_, after = enqueue("notices the step", "after the step")
+        assert lead(after) < 0.5, "the run is due two minutes late"
+        assert abs(clock.offset() + timedelta(minutes=2)) < timedelta(seconds=1)
+    finally:
+        loop.run_until_complete(module.app.close_async())
+        loop.close()
 
 
 def test_workers_with_skewed_clocks_agree_on_ticks_delays_and_rate_limits(

@@ -157,12 +157,6 @@ class Database:
                     open=True,
                     name="pgsched",
                 )
-                with self._pool.connection() as conn:
-                    # Delays this process computes are compared with the workers' times.
-                    # Autocommit: one statement, no BEGIN/ROLLBACK around it.
-                    conn.autocommit = True
-                    clock.measure(conn)
-                    conn.autocommit = False
             return self._pool
 
     @contextmanager
@@ -171,6 +165,13 @@ class Database:
         ``autocommit`` each statement on its own (no BEGIN/COMMIT round trips)."""
         pool = self._pool or self._open_pool()
         with pool.connection() as conn:
+            if clock.stale():
+                # Delays this process computes are compared with the workers' times, and a
+                # process that only enqueues has no heartbeat to keep its offset fresh.
+                # Autocommit: one statement, no BEGIN/ROLLBACK around it.
+                conn.autocommit = True
+                clock.measure(conn)
+                conn.autocommit = False
             if not autocommit:
                 yield conn
                 return
