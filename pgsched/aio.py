@@ -72,11 +72,11 @@ async def pool(db: Database) -> AsyncConnectionPool:
 
 async def _open(db: Database) -> AsyncConnectionPool:
     """Open a pool as the sync client opens its own: a first connection attempt that turns a
-    failure into a readable typed error (DatabaseUnavailable, ConfigurationError), the same
-    session options (``_connection`` measures the offset to the database clock as the sync
-    client's ``Database.connection`` does). Its connections
-    are in autocommit: every statement pgsched sends through it is its own transaction, and
-    ``enqueue_many_async`` opens an explicit one where it needs one."""
+    failure into a readable typed error (DatabaseUnavailable, ConfigurationError) and the same
+    session options; ``_connection`` measures the offset to the database clock, as
+    ``Database.connection`` does. Its connections are in autocommit: every statement pgsched
+    sends through it is its own transaction, and ``enqueue_many_async`` opens an explicit one
+    where it needs one."""
     url = await asyncio.to_thread(lambda: db.url)  # may start the embedded server
     await asyncio.to_thread(check_connect, url)
     opened = AsyncConnectionPool(
