@@ -44,6 +44,7 @@ def test_utcnow_follows_the_measured_offset_and_ignores_it_under_freezegun() -> 
 def fresh_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """No samples yet; the process's own measured offset is back after the test."""
     monkeypatch.setattr(clock, "_samples", deque(maxlen=clock.SAMPLES))
+    monkeypatch.setattr(clock, "_observed_at", None)
     monkeypatch.setattr(clock, "_offset", timedelta(0))
     monkeypatch.setattr(clock, "_uncertainty", clock.MIN_UNCERTAINTY)
     monkeypatch.setattr(clock, "_warned", False)
